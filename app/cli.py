@@ -1,0 +1,136 @@
+"""The `task-manager` command: serve, migrate, create-admin."""
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from app.core.config import ConfigurationError, Settings, load_settings
+
+cli = typer.Typer(
+    help="Task Manager API: serve it, migrate its database, manage admins.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+GUNICORN_CONFIG = "deploy/gunicorn.conf.py"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        typer.echo(f"task-manager: configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default: PORT)")] = None,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development)")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="More than 1 runs gunicorn with uvicorn workers")
+    ] = 1,
+) -> None:
+    """Serve the API (uvicorn; gunicorn with uvicorn workers when --workers > 1)."""
+    settings = _settings()
+    host = host or settings.HOST
+    port = port or settings.PORT
+    if workers > 1 and reload:
+        typer.echo("task-manager: --reload and --workers cannot be combined", err=True)
+        raise typer.Exit(2)
+    if workers > 1:
+        from app.core.migrations import PROJECT_ROOT
+
+        # exec: gunicorn becomes this process, so signals reach the master directly.
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "app.main:app",
+            "--config",
+            str(PROJECT_ROOT / GUNICORN_CONFIG),
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+        ]
+        os.execv(sys.executable, argv)
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        reload=reload,
+        log_config=None,  # the app configures logging itself (request ids, JSON)
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Apply database migrations (Alembic) up to REVISION."""
+    from app.core.migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.DATABASE_URL, revision)
+    typer.echo(f"Database at revision {revision}")
+
+
+@cli.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Option(help="The admin's username")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+    promote: Annotated[bool, typer.Option(help="Make an existing non-admin user an admin")] = False,
+) -> None:
+    """Create an admin account (or promote an existing user with --promote)."""
+    if not password_stdin:
+        typer.echo("task-manager: pass --password-stdin and the password on stdin", err=True)
+        raise typer.Exit(2)
+    password = sys.stdin.readline().rstrip("\r\n")
+    settings = _settings()
+    try:
+        message = asyncio.run(_create_admin(settings, username, password, promote=promote))
+    except ValueError as error:  # the schema refused the username or password
+        typer.echo(f"task-manager: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(message)
+
+
+async def _create_admin(settings: Settings, username: str, password: str, *, promote: bool) -> str:
+    from app.core.database import create_engine, create_session_factory, unit_of_work
+    from app.core.exceptions import DomainError
+    from app.core.security import PasswordHasher
+    from app.repositories.user import UserRepository
+    from app.services.user import UserService
+
+    engine = create_engine(settings)
+    hasher = PasswordHasher.from_settings(settings)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            service = UserService(UserRepository(session), hasher)
+            user = await service.ensure_admin(username, password, promote=promote)
+            return f"{user.username} (id {user.id}) is an admin"
+    except DomainError as error:
+        typer.echo(f"task-manager: {error.detail}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        hasher.close()
+        await engine.dispose()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Settings, read from the environment and `.env` with the guide's variable names (no prefix)."""
+
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values published in docs and examples (the guide's own among them): never a real secret.
+KNOWN_EXAMPLE_SECRETS = frozenset(
+    {
+        "your-key",
+        "your-secret-key",
+        "your-production-secret-key-min-32-chars",
+        "change-me",
+        "changeme",
+        "secret",
+        "CHANGE-ME-generate-with-python-secrets-token-urlsafe-48",
+    }
+)
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(Exception):
+    """The settings cannot be used; the message is one line meant for the operator."""
+
+
+def to_async_database_url(url: str) -> str:
+    """Map the URLs users write (`postgresql://`, `sqlite:///`) to the async drivers."""
+    for plain, async_scheme in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgresql+psycopg2://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return async_scheme + url.removeprefix(plain)
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    ENVIRONMENT: Environment = Environment.DEVELOPMENT
+    DEBUG: bool = False
+
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(default=8000, ge=1, le=65535)
+
+    DATABASE_URL: str = "sqlite:///./task_manager.db"
+    DB_POOL_SIZE: int = Field(default=10, ge=1)
+    DB_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    DB_POOL_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    DB_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    DB_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0)
+    SQLITE_BUSY_TIMEOUT_MS: int = Field(default=15_000, ge=0)
+
+    SECRET_KEY: SecretStr | None = None
+    SECRET_KEY_FILE: Path = Path(".secret_key")
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1)
+    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1)
+
+    # OWASP's minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
+    PASSWORD_HASH_MEMORY_KIB: int = Field(default=19_456, ge=8_192)
+    PASSWORD_HASH_TIME_COST: int = Field(default=2, ge=1)
+    PASSWORD_HASH_PARALLELISM: int = Field(default=1, ge=1)
+    PASSWORD_HASH_WORKERS: int = Field(default=2, ge=1)
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_FORMAT: Literal["text", "json"] | None = None
+    LOG_FILE: Path | None = Path("logs/task_manager.log")
+    LOG_FILE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
+    LOG_FILE_BACKUP_COUNT: int = Field(default=5, ge=0)
+
+    ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
+    DOCS_ENABLED: bool = True
+
+    # Where the secret came from, for the start-up warning outside production.
+    _secret_key_source: str = PrivateAttr(default="environment")
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("LOG_FILE", mode="before")
+    @classmethod
+    def _empty_log_file_means_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("ALLOWED_ORIGINS", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        """Accept the guide's JSON list (`["https://a"]`) and a plain comma-separated list."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [origin.strip() for origin in text.split(",") if origin.strip()]
+
+    @model_validator(mode="after")
+    def _check_production_guards(self) -> Self:
+        if self.ENVIRONMENT is not Environment.PRODUCTION:
+            return self
+        if self.DEBUG:
+            raise ValueError("DEBUG must be off in production")
+        if self.SECRET_KEY is None:
+            raise ValueError("SECRET_KEY is required in production")
+        key = self.SECRET_KEY.get_secret_value()
+        if key in KNOWN_EXAMPLE_SECRETS:
+            raise ValueError("SECRET_KEY is an example value; generate a real one")
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        return to_async_database_url(self.DATABASE_URL)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.async_database_url.startswith("sqlite")
+
+    @property
+    def data_directory(self) -> Path:
+        """Where the data lives: the SQLite file's folder, else the working directory."""
+        prefix = "sqlite+aiosqlite:///"
+        url = self.async_database_url
+        if url.startswith(prefix) and ":memory:" not in url:
+            return Path(url.removeprefix(prefix).split("?")[0]).resolve().parent
+        return Path.cwd()
+
+    @property
+    def log_format(self) -> Literal["text", "json"]:
+        if self.LOG_FORMAT is not None:
+            return self.LOG_FORMAT
+        return "json" if self.ENVIRONMENT is Environment.PRODUCTION else "text"
+
+    @property
+    def secret_key(self) -> str:
+        assert self.SECRET_KEY is not None, "resolve_secret_key() runs in load_settings()"
+        return self.SECRET_KEY.get_secret_value()
+
+    @property
+    def secret_key_source(self) -> str:
+        return self._secret_key_source
+
+    def resolve_secret_key(self) -> None:
+        """Outside production, a missing key is generated once and kept in SECRET_KEY_FILE.
+
+        Kept on disk so tokens survive restarts and every worker of one checkout agrees.
+        """
+        if self.SECRET_KEY is not None:
+            return
+        path = self.SECRET_KEY_FILE
+        if path.exists():
+            self.SECRET_KEY = SecretStr(path.read_text(encoding="utf-8").strip())
+            self._secret_key_source = f"read from {path}"
+            return
+        key = secrets.token_urlsafe(48)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: when two workers start at once, one writes and the other reads its key.
+        try:
+            with path.open("x", encoding="utf-8") as file:
+                path.chmod(0o600)
+                file.write(key)
+        except FileExistsError:
+            key = path.read_text(encoding="utf-8").strip()
+        self.SECRET_KEY = SecretStr(key)
+        self._secret_key_source = f"generated into {path}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning any problem into a one-line ConfigurationError."""
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigurationError(f"{field}: {message}" if field else message) from None
+    settings.resolve_secret_key()
+    return settings
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

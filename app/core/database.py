@@ -1,0 +1,105 @@
+"""Engine and session factory, and the unit of work: one transaction, committed in one place."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.core.config import Settings
+from app.core.exceptions import DomainError
+
+# Execution option read by the SQLite `begin` hook: writes take the write lock up front.
+SQLITE_BEGIN_MODE = "sqlite_begin_mode"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.async_database_url
+    if url.startswith("sqlite"):
+        return _create_sqlite_engine(url, busy_timeout_ms=settings.SQLITE_BUSY_TIMEOUT_MS)
+    return create_async_engine(
+        url,
+        pool_size=settings.DB_POOL_SIZE,
+        max_overflow=settings.DB_MAX_OVERFLOW,
+        pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
+            "server_settings": {
+                "statement_timeout": str(settings.DB_STATEMENT_TIMEOUT_MS),
+                "application_name": "task-manager-api",
+            },
+        },
+    )
+
+
+def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
+    """SQLite set up for several concurrent writers (and several worker processes).
+
+    WAL lets readers run beside the writer; the busy timeout makes a writer wait for the
+    lock instead of failing; and a write transaction starts with BEGIN IMMEDIATE, so it holds
+    the write lock from its first statement. A deferred transaction that reads and then
+    writes cannot wait for the lock (SQLite would deadlock) and fails at once with
+    "database is locked"; taking the lock first makes writers queue instead.
+    """
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy (pysqlite's own BEGIN handling is broken
+        # for savepoints and cannot issue BEGIN IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            f"busy_timeout={busy_timeout_ms}",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_MODE, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def create_session_factory(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: objects stay readable after the commit, for the response.
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def unit_of_work(
+    session_factory: async_sessionmaker[AsyncSession], *, write: bool = True
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block succeeds, rolled back when it raises.
+
+    This and nothing else commits. A domain error that says `keep_changes` (token theft
+    detection) is committed before it propagates.
+    """
+    options = {SQLITE_BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"}
+    async with session_factory(execution_options=options) as session:
+        try:
+            yield session
+        except DomainError as error:
+            if error.keep_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()

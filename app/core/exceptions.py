@@ -1,0 +1,50 @@
+"""Domain errors: raised by services and repositories, free of any web framework.
+
+`app/exception_handlers.py` is the one place that turns them into HTTP responses.
+"""
+
+
+class DomainError(Exception):
+    """Base of every expected, client-caused failure."""
+
+    # Most failures undo the unit of work; a few (token theft detection) must keep what
+    # they wrote even though the request fails.
+    keep_changes: bool = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFoundError(DomainError):
+    """The resource does not exist, or is not the caller's (indistinguishable on purpose)."""
+
+
+class ConflictError(DomainError):
+    """The change clashes with existing state (a taken username, ...)."""
+
+
+class AuthenticationError(DomainError):
+    """The caller could not be identified: bad credentials or an unusable token."""
+
+
+class TokenReuseError(AuthenticationError):
+    """A rotated refresh token came back: its whole family has been revoked."""
+
+    keep_changes = True
+
+
+class PermissionDeniedError(DomainError):
+    """The caller is known but lacks the role, or the account is inactive."""
+
+
+class InvalidRequestError(DomainError):
+    """A well-formed request that breaks a business rule (a wrong current password, ...)."""
+
+
+class PreconditionFailedError(DomainError):
+    """An `If-Match` precondition did not hold; nothing was changed."""
+
+
+class BusinessValidationError(DomainError):
+    """Input that passed the schema but is invalid for the business (a tampered cursor)."""

@@ -1,0 +1,146 @@
+"""Password hashing (Argon2id via pwdlib) and JSON Web Tokens (PyJWT), nothing else."""
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from app.core.config import Settings
+from app.core.exceptions import AuthenticationError
+
+JWT_ALGORITHM = "HS256"  # fixed: the header's `alg` is never trusted
+REQUIRED_CLAIMS = ("exp", "iat", "sub", "jti", "type", "sid")
+
+
+class PasswordHasher:
+    """Argon2id hashing in a small bounded thread pool, off the event loop.
+
+    Argon2 is memory-hard and takes tens of milliseconds; running it on the loop would stall
+    every other request, and an unbounded pool would let a login storm exhaust memory
+    (each hash holds PASSWORD_HASH_MEMORY_KIB).
+    """
+
+    def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int, workers: int):
+        self._hash = PasswordHash(
+            (Argon2Hasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism),)
+        )
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        # Verified against when the user does not exist, so that an unknown username costs
+        # the same time as a wrong password and response times reveal no accounts.
+        self._dummy_hash = self._hash.hash("dummy password that never matches")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PasswordHasher":
+        return cls(
+            memory_kib=settings.PASSWORD_HASH_MEMORY_KIB,
+            time_cost=settings.PASSWORD_HASH_TIME_COST,
+            parallelism=settings.PASSWORD_HASH_PARALLELISM,
+            workers=settings.PASSWORD_HASH_WORKERS,
+        )
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._hash.hash, password
+        )
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        """True when the password matches; with no hash, burns the same time and says False."""
+        target = password_hash if password_hash is not None else self._dummy_hash
+        matches = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._hash.verify, password, target
+        )
+        return matches and password_hash is not None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class TokenType(StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: int
+    session_id: str
+    token_id: str
+    token_type: TokenType
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    claims: TokenClaims
+
+
+class TokenCodec:
+    """Issues and checks signed tokens; every failure is the same AuthenticationError."""
+
+    def __init__(self, *, secret_key: str, access_ttl: timedelta, refresh_ttl: timedelta):
+        self._key = secret_key
+        self._ttl = {TokenType.ACCESS: access_ttl, TokenType.REFRESH: refresh_ttl}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TokenCodec":
+        return cls(
+            secret_key=settings.secret_key,
+            access_ttl=timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES),
+            refresh_ttl=timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
+        )
+
+    @property
+    def access_ttl(self) -> timedelta:
+        return self._ttl[TokenType.ACCESS]
+
+    def issue(self, token_type: TokenType, *, user_id: int, session_id: str) -> IssuedToken:
+        now = datetime.now(UTC)
+        claims = TokenClaims(
+            user_id=user_id,
+            session_id=session_id,
+            token_id=uuid.uuid4().hex,
+            token_type=token_type,
+            expires_at=now + self._ttl[token_type],
+        )
+        payload = {
+            "sub": str(user_id),
+            "sid": session_id,
+            "jti": claims.token_id,
+            "type": token_type.value,
+            "iat": now,
+            "exp": claims.expires_at,
+        }
+        return IssuedToken(jwt.encode(payload, self._key, algorithm=JWT_ALGORITHM), claims)
+
+    def decode(self, token: str, expected_type: TokenType) -> TokenClaims:
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[JWT_ALGORITHM],
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationError("Token has expired") from None
+        except jwt.PyJWTError:
+            raise AuthenticationError("Invalid token") from None
+        if payload["type"] != expected_type.value:
+            raise AuthenticationError("Invalid token type")
+        try:
+            return TokenClaims(
+                user_id=int(payload["sub"]),
+                session_id=str(payload["sid"]),
+                token_id=str(payload["jti"]),
+                token_type=expected_type,
+                expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            )
+        except (TypeError, ValueError):
+            raise AuthenticationError("Invalid token") from None

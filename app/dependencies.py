@@ -1,0 +1,110 @@
+"""HTTP wiring: Annotated aliases that routers declare. No business rules here."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.database import unit_of_work
+from app.core.exceptions import AuthenticationError
+from app.core.security import PasswordHasher, TokenClaims, TokenCodec
+from app.models import User
+from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
+from app.repositories.user import UserRepository
+from app.services.auth import AuthService
+from app.services.health import HealthService
+from app.services.user import UserService
+
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work, committed before the response is sent.
+
+    Declared with scope="function" below: FastAPI then runs the commit when the handler
+    returns, not after the response went out, so a failed commit becomes an error response
+    instead of a 2xx for a write that was lost.
+    """
+    write = request.method not in READ_ONLY_METHODS
+    async with unit_of_work(request.app.state.session_factory, write=write) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_password_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.password_hasher
+    return hasher
+
+
+def get_token_codec(request: Request) -> TokenCodec:
+    codec: TokenCodec = request.app.state.token_codec
+    return codec
+
+
+PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
+
+
+def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserService:
+    return UserService(UserRepository(session), hasher)
+
+
+def get_auth_service(
+    session: SessionDep, hasher: PasswordHasherDep, tokens: TokenCodecDep
+) -> AuthService:
+    return AuthService(
+        users=UserRepository(session),
+        sessions=AuthSessionRepository(session),
+        refresh_tokens=RefreshTokenRepository(session),
+        hasher=hasher,
+        tokens=tokens,
+    )
+
+
+UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+# tokenUrl makes the /docs "Authorize" button log in through the password form.
+# auto_error=False: a missing token goes through the same AuthenticationError path.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+
+
+async def get_current_auth(
+    token: Annotated[str | None, Depends(oauth2_scheme)], auth: AuthServiceDep
+) -> tuple[User, TokenClaims]:
+    if not token:
+        raise AuthenticationError("Not authenticated")
+    return await auth.authenticate(token)
+
+
+CurrentAuth = Annotated[tuple[User, TokenClaims], Depends(get_current_auth)]
+
+
+def get_current_user(current: CurrentAuth) -> User:
+    return current[0]
+
+
+def get_current_token(current: CurrentAuth) -> TokenClaims:
+    return current[1]
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentToken = Annotated[TokenClaims, Depends(get_current_token)]
+
+
+def get_health_service(request: Request, settings: SettingsDep) -> HealthService:
+    return HealthService(request.app.state.engine, data_path=settings.data_directory)
+
+
+HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]

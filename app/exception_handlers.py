@@ -1,0 +1,48 @@
+"""The one place where domain errors become HTTP responses."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core import exceptions as errors
+
+logger = logging.getLogger(__name__)
+
+# Most specific first: the first matching class decides the status.
+STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
+    (errors.ConflictError, 409),
+    (errors.PreconditionFailedError, 412),
+    (errors.BusinessValidationError, 422),
+    (errors.InvalidRequestError, 400),
+)
+
+
+def status_for(error: errors.DomainError) -> int:
+    for error_class, status in STATUS_BY_ERROR:
+        if isinstance(error, error_class):
+            return status
+    return 400
+
+
+async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    logger.info("%s: %s", type(exc).__name__, exc.detail)
+    return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
+
+
+async def handle_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (404 route, 405 method, ...) in our JSON shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.DomainError, handle_domain_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -1,0 +1,96 @@
+"""The FastAPI application: `create_app()` wires settings, middleware, routers and handlers.
+
+`uvicorn app.main:app` and `gunicorn -k uvicorn_worker.UvicornWorker app.main:app` serve it.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.config import ConfigurationError, Environment, Settings, get_settings
+from app.core.database import create_engine, create_session_factory
+from app.core.logging import configure_logging
+from app.core.security import PasswordHasher, TokenCodec
+from app.exception_handlers import register_exception_handlers
+from app.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    TrailingSlashMiddleware,
+)
+from app.routers import auth, health
+
+logger = logging.getLogger(__name__)
+
+API_DESCRIPTION = """
+A task management backend: accounts with JWT authentication, tasks, comments, notifications.
+
+Log in with the **Authorize** button (username and password); the token is then sent on
+every request. Errors are `{"detail": "..."}`; validation errors keep FastAPI's list form.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_factory: async_sessionmaker[AsyncSession] | None = None,
+) -> FastAPI:
+    """Build the application. Tests pass their own settings and a session factory."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+    engine = create_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.secret_key_source != "environment":
+            logger.warning(
+                "SECRET_KEY is not set: using a development key %s. "
+                "Set SECRET_KEY before running in production.",
+                settings.secret_key_source,
+            )
+        yield
+        app.state.password_hasher.close()
+        await engine.dispose()
+
+    docs = settings.DOCS_ENABLED
+    app = FastAPI(
+        title="Task Manager API",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        debug=settings.DEBUG,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory or create_session_factory(engine)
+    app.state.password_hasher = PasswordHasher.from_settings(settings)
+    app.state.token_codec = TokenCodec.from_settings(settings)
+
+    # Added innermost first: the request id wraps everything, so every response has it.
+    app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    app.add_middleware(RequestContextMiddleware)
+
+    register_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    return app
+
+
+def _create_default_app() -> FastAPI:
+    try:
+        return create_app()
+    except ConfigurationError as error:
+        # One clear line instead of a traceback; the process exits non-zero.
+        raise SystemExit(f"task-manager: configuration error: {error}") from None
+
+
+app = _create_default_app()
+
+__all__ = ["Environment", "app", "create_app"]

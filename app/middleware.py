@@ -1,0 +1,149 @@
+"""Pure ASGI middleware: request ids and last-resort errors, body size limit, slashes.
+
+Pure ASGI rather than BaseHTTPMiddleware: no extra task per request, and streaming bodies
+can be counted as they arrive.
+"""
+
+import json
+import logging
+import re
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.logging import request_id_var
+
+logger = logging.getLogger("app.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's id is kept when it is 1-128 visible ASCII characters; anything else is replaced.
+_SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+async def send_json(send: Send, status: int, body: dict[str, str], request_id: str) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (logs and `X-Request-ID`) and turns crashes into JSON 500s."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client_id = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        request_id = client_id if client_id and _SANE_REQUEST_ID.match(client_id) else None
+        request_id = request_id or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("Unhandled error on %s %s", scope["method"], scope["path"])
+            if response_started:
+                raise  # nothing sane left to send; the server closes the connection
+            await send_json(send, 500, {"detail": "Internal server error"}, request_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over `max_bytes` with a JSON 413 before they are parsed.
+
+    A declared Content-Length is checked up front; a chunked body is counted as it streams
+    in and cut off as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send, bad_length=not declared.isdigit())
+            return
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLargeError:
+            if response_started:
+                raise
+            await self._refuse(send, bad_length=False)
+
+    async def _refuse(self, send: Send, *, bad_length: bool) -> None:
+        if bad_length:
+            await send_json(send, 400, {"detail": "Invalid Content-Length header"}, _current_id())
+        else:
+            detail = f"Request body is larger than {self.max_bytes} bytes"
+            await send_json(send, 413, {"detail": detail}, _current_id())
+
+
+def _current_id() -> str:
+    return request_id_var.get()
+
+
+class TrailingSlashMiddleware:
+    """`/tasks/` and `/tasks` are the same resource, answered directly with no redirect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = dict(scope)
+            scope["path"] = path.rstrip("/") or "/"
+            raw_path = scope.get("raw_path")
+            if isinstance(raw_path, bytes):
+                scope["raw_path"] = raw_path.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)

@@ -1,0 +1,8 @@
+"""Every table, imported here so that `Base.metadata` (and Alembic) sees them all."""
+
+from app.models.auth_session import AuthSession
+from app.models.base import Base
+from app.models.refresh_token import RefreshToken
+from app.models.user import User
+
+__all__ = ["AuthSession", "Base", "RefreshToken", "User"]

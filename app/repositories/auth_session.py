@@ -1,0 +1,64 @@
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from app.models import AuthSession, RefreshToken, User
+from app.repositories.base import Repository
+
+
+class AuthSessionRepository(Repository[AuthSession]):
+    model = AuthSession
+
+    async def get_active_user(self, session_id: str, user_id: int) -> User | None:
+        """The user behind a live session, or None if the session is revoked or not theirs.
+
+        One round trip per authenticated request: the session and the user together.
+        """
+        statement = (
+            select(User)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+            )
+        )
+        return await self.session.scalar(statement)
+
+    async def revoke(self, session_id: str, *, at: datetime) -> None:
+        await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+    async def revoke_all_for_user(
+        self, user_id: int, *, at: datetime, except_session_id: str | None = None
+    ) -> None:
+        statement = update(AuthSession).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        )
+        if except_session_id is not None:
+            statement = statement.where(AuthSession.id != except_session_id)
+        await self.session.execute(statement.values(revoked_at=at))
+
+
+class RefreshTokenRepository(Repository[RefreshToken]):
+    model = RefreshToken
+
+    async def mark_used(self, token_id: str, *, session_id: str, at: datetime) -> bool:
+        """Rotate atomically: True for the one caller that flips `used_at`, False otherwise.
+
+        A single conditional UPDATE, so two concurrent refreshes with the same token cannot
+        both succeed (no read-then-write race).
+        """
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.id == token_id,
+                RefreshToken.session_id == session_id,
+                RefreshToken.used_at.is_(None),
+            )
+            .values(used_at=at)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

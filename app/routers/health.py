@@ -1,0 +1,29 @@
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.dependencies import HealthServiceDep
+from app.schemas.health import DetailedHealth, Liveness
+
+router = APIRouter(prefix="/health", tags=["operations"])
+
+
+@router.get("", response_model=Liveness)
+async def liveness() -> Liveness:
+    """Liveness: the process answers. Touches nothing else."""
+    return Liveness()
+
+
+@router.get(
+    "/detailed",
+    response_model=DetailedHealth,
+    responses={503: {"model": DetailedHealth, "description": "The database is unreachable"}},
+)
+async def readiness(
+    health: HealthServiceDep,
+) -> DetailedHealth | JSONResponse:
+    """Readiness: every component with its status; 503 when the database is unreachable."""
+    report = await health.check()
+    body = DetailedHealth.from_components(report.status, report.components)
+    if not report.healthy:
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    return body

@@ -1,0 +1,29 @@
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ComponentHealth(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+
+
+class DetailedHealth(BaseModel):
+    """Overall status plus one entry per component (more are added as the system grows)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    database: ComponentHealth
+    disk: ComponentHealth
+
+    @classmethod
+    def from_components(
+        cls, status: str, components: dict[str, dict[str, Any]]
+    ) -> "DetailedHealth":
+        return cls.model_validate({"status": status, **components})

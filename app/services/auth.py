@@ -1,0 +1,110 @@
+import uuid
+from datetime import UTC, datetime
+
+from app.core.exceptions import (
+    AuthenticationError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    TokenReuseError,
+)
+from app.core.security import PasswordHasher, TokenClaims, TokenCodec, TokenType
+from app.models import AuthSession, RefreshToken, User
+from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
+from app.repositories.user import UserRepository
+from app.schemas.auth import TokenPair
+
+# One message for an unknown user and a wrong password: no account enumeration.
+BAD_CREDENTIALS = "Incorrect username or password"
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        users: UserRepository,
+        sessions: AuthSessionRepository,
+        refresh_tokens: RefreshTokenRepository,
+        hasher: PasswordHasher,
+        tokens: TokenCodec,
+    ) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.refresh_tokens = refresh_tokens
+        self.hasher = hasher
+        self.tokens = tokens
+
+    async def login(self, username: str, password: str) -> TokenPair:
+        user = await self.users.get_by_username(username)
+        # Verified even for an unknown user (against a dummy hash) so both cost the same.
+        password_ok = await self.hasher.verify(password, user.password_hash if user else None)
+        if user is None or not password_ok:
+            raise AuthenticationError(BAD_CREDENTIALS)
+        if not user.is_active:
+            raise PermissionDeniedError("This account is inactive")
+        session = await self.sessions.add(AuthSession(id=uuid.uuid4().hex, user_id=user.id))
+        return await self._issue_pair(user.id, session.id)
+
+    async def authenticate(self, access_token: str) -> tuple[User, TokenClaims]:
+        """The user behind an access token, checked against revocation and deactivation."""
+        claims = self.tokens.decode(access_token, TokenType.ACCESS)
+        user = await self._active_user_for(claims)
+        return user, claims
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        claims = self.tokens.decode(refresh_token, TokenType.REFRESH)
+        user = await self._active_user_for(claims)
+        now = datetime.now(UTC)
+        rotated = await self.refresh_tokens.mark_used(
+            claims.token_id, session_id=claims.session_id, at=now
+        )
+        if not rotated:
+            # A refresh token that was already used: someone holds a copy. Revoke the family
+            # so neither the thief nor the victim can go on with it.
+            await self.sessions.revoke(claims.session_id, at=now)
+            raise TokenReuseError("Refresh token has already been used; session revoked")
+        return await self._issue_pair(user.id, claims.session_id)
+
+    async def logout(self, access: TokenClaims, refresh_token: str) -> None:
+        """Revoke the refresh token's family and the session of the presented access token."""
+        refresh = self.tokens.decode(refresh_token, TokenType.REFRESH)
+        if refresh.user_id != access.user_id:
+            raise AuthenticationError("Refresh token does not belong to this user")
+        now = datetime.now(UTC)
+        await self.sessions.revoke(refresh.session_id, at=now)
+        await self.sessions.revoke(access.session_id, at=now)
+
+    async def change_password(
+        self, user: User, access: TokenClaims, *, current_password: str, new_password: str
+    ) -> None:
+        """Set a new password and end every other session (this one keeps working)."""
+        if not await self.hasher.verify(current_password, user.password_hash):
+            raise InvalidRequestError("Current password is incorrect")
+        user.password_hash = await self.hasher.hash(new_password)
+        await self.sessions.revoke_all_for_user(
+            user.id, at=datetime.now(UTC), except_session_id=access.session_id
+        )
+        await self.users.session.flush()
+
+    async def _active_user_for(self, claims: TokenClaims) -> User:
+        user = await self.sessions.get_active_user(claims.session_id, claims.user_id)
+        if user is None:
+            raise AuthenticationError("Session has been revoked or the user no longer exists")
+        if not user.is_active:
+            raise AuthenticationError("This account is inactive")
+        return user
+
+    async def _issue_pair(self, user_id: int, session_id: str) -> TokenPair:
+        access = self.tokens.issue(TokenType.ACCESS, user_id=user_id, session_id=session_id)
+        refresh = self.tokens.issue(TokenType.REFRESH, user_id=user_id, session_id=session_id)
+        await self.refresh_tokens.add(
+            RefreshToken(
+                id=refresh.claims.token_id,
+                session_id=session_id,
+                expires_at=refresh.claims.expires_at,
+            )
+        )
+        return TokenPair(
+            access_token=access.token,
+            refresh_token=refresh.token,
+            expires_in=int(self.tokens.access_ttl.total_seconds()),
+        )

@@ -1,0 +1,55 @@
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.repositories.health import ping_database
+
+logger = logging.getLogger(__name__)
+
+# Below this much free space the disk is reported degraded: SQLite and logs need room.
+MIN_FREE_DISK_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class HealthReport:
+    status: str
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.status != "unhealthy"
+
+
+class HealthService:
+    def __init__(self, engine: AsyncEngine, *, data_path: Path, timeout_seconds: float = 2.0):
+        self.engine = engine
+        self.data_path = data_path
+        self.timeout_seconds = timeout_seconds
+
+    async def check(self) -> HealthReport:
+        database = await self._check_database()
+        disk = self._check_disk()
+        if database["status"] != "ok":
+            status = "unhealthy"  # nothing works without the database
+        elif disk["status"] != "ok":
+            status = "degraded"
+        else:
+            status = "healthy"
+        return HealthReport(status, {"database": database, "disk": disk})
+
+    async def _check_database(self) -> dict[str, Any]:
+        try:
+            latency = await ping_database(self.engine, timeout_seconds=self.timeout_seconds)
+        except Exception as error:  # any failure means "unreachable"; the reason is logged
+            logger.warning("Database health check failed: %r", error)
+            return {"status": "unavailable", "error": type(error).__name__}
+        return {"status": "ok", "latency_ms": round(latency, 2)}
+
+    def _check_disk(self) -> dict[str, Any]:
+        usage = shutil.disk_usage(self.data_path)
+        status = "ok" if usage.free >= MIN_FREE_DISK_BYTES else "low"
+        return {"status": status, "free_bytes": usage.free, "total_bytes": usage.total}

@@ -1,0 +1,50 @@
+from app.core.exceptions import ConflictError
+from app.core.security import PasswordHasher
+from app.models import User
+from app.repositories.user import UserRepository
+from app.schemas.user import UserCreate, UserUpdate
+
+
+class UserService:
+    def __init__(self, users: UserRepository, hasher: PasswordHasher) -> None:
+        self.users = users
+        self.hasher = hasher
+
+    async def register(self, data: UserCreate, *, is_admin: bool = False) -> User:
+        # Checked first for a clear answer without hashing; the unique index settles races.
+        if await self.users.get_by_username(data.username) is not None:
+            raise ConflictError("Username is already taken")
+        user = User(
+            username=data.username,
+            email=data.email,
+            password_hash=await self.hasher.hash(data.password),
+            is_admin=is_admin,
+        )
+        return await self.users.add(user)
+
+    async def update_profile(self, user: User, data: UserUpdate) -> User:
+        if "email" in data.model_fields_set:
+            user.email = data.email
+        await self.users.session.flush()
+        return user
+
+    async def ensure_admin(self, username: str, password: str, *, promote: bool) -> User:
+        """Create an admin, or promote an existing user when asked to (the CLI's create-admin).
+
+        An existing admin is left as it is; an existing non-admin is refused unless `promote`.
+        """
+        existing = await self.users.get_by_username(username)
+        if existing is None:
+            data = UserCreate(username=username, password=password)
+            return await self.register(data, is_admin=True)
+        if existing.is_admin:
+            return existing
+        if not promote:
+            raise ConflictError(
+                f"User {existing.username!r} exists and is not an admin; "
+                "pass --promote to make them one"
+            )
+        existing.is_admin = True
+        existing.is_active = True
+        await self.users.session.flush()
+        return existing
