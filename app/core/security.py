@@ -33,8 +33,9 @@ class PasswordHasher:
         )
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
         # Verified against when the user does not exist, so that an unknown username costs
-        # the same time as a wrong password and response times reveal no accounts.
-        self._dummy_hash = self._hash.hash("dummy password that never matches")
+        # the same time as a wrong password and response times reveal no accounts. Made on
+        # first use, with the same parameters as real hashes, to keep start-up fast.
+        self._dummy_hash: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PasswordHasher":
@@ -52,11 +53,16 @@ class PasswordHasher:
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """True when the password matches; with no hash, burns the same time and says False."""
-        target = password_hash if password_hash is not None else self._dummy_hash
+        target = password_hash if password_hash is not None else await self._get_dummy_hash()
         matches = await asyncio.get_running_loop().run_in_executor(
             self._pool, self._hash.verify, password, target
         )
         return matches and password_hash is not None
+
+    async def _get_dummy_hash(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash("dummy password that never matches")
+        return self._dummy_hash
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

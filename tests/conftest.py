@@ -1,0 +1,233 @@
+"""Fixtures: a migrated database per run, a rolled-back transaction per test.
+
+The suite runs on SQLite by default; `TEST_DATABASE_URL=postgresql://...` runs the same tests
+on PostgreSQL (each run in a database of its own, created and dropped here).
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+# Before anything imports the app: `app.main` builds its default app at import time.
+os.environ.update(
+    {
+        "ENVIRONMENT": "test",
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "LOG_FILE": "",
+        "DOCS_ENABLED": "true",
+    }
+)
+os.environ.pop("DATABASE_URL", None)
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings, load_settings, to_async_database_url
+from app.core.database import create_engine
+from app.core.migrations import upgrade
+from app.core.security import PasswordHasher, TokenCodec
+from app.main import create_app
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+PASSWORD = "correct horse battery"
+
+
+def is_postgres() -> bool:
+    return TEST_DATABASE_URL.startswith(("postgres", "postgresql"))
+
+
+def pytest_report_header() -> str:
+    if is_postgres():
+        return f"database: PostgreSQL ({make_url(TEST_DATABASE_URL).render_as_string()})"
+    return "database: SQLite (set TEST_DATABASE_URL=postgresql://... for PostgreSQL)"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if is_postgres():
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL only: run with TEST_DATABASE_URL=postgresql://...")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+class PostgresDatabases:
+    """Creates throw-away databases on the server named by TEST_DATABASE_URL."""
+
+    def __init__(self, admin_url: str) -> None:
+        self._admin_url = admin_url
+
+    @property
+    def admin_url(self) -> Any:
+        return make_url(to_async_database_url(self._admin_url))
+
+    async def _execute(self, statement: str) -> None:
+        import asyncpg
+
+        url = self.admin_url
+        connection = await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password,
+            database=url.database,
+        )
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    async def create(self) -> str:
+        name = f"tm_test_{uuid.uuid4().hex[:12]}"
+        await self._execute(f'CREATE DATABASE "{name}"')
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    async def drop(self, url: str) -> None:
+        name = make_url(url).database
+        await self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresDatabases:
+    return PostgresDatabases(TEST_DATABASE_URL)
+
+
+@pytest.fixture
+async def scratch_database_url(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases
+) -> AsyncIterator[str]:
+    """An empty database of the configured kind, for tests that migrate it themselves."""
+    if not is_postgres():
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('scratch') / 'scratch.db'}"
+        return
+    url = await postgres.create()
+    try:
+        yield url
+    finally:
+        await postgres.drop(url)
+
+
+@pytest.fixture(scope="session")
+async def database_url(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases
+) -> AsyncIterator[str]:
+    """The run's database, migrated to head once."""
+    if is_postgres():
+        url = await postgres.create()
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    # Alembic's env.py runs its own event loop: give it a thread.
+    await asyncio.to_thread(upgrade, url, configure_logging=False)
+    try:
+        yield url
+    finally:
+        if is_postgres():
+            await postgres.drop(url)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return load_settings(DATABASE_URL=database_url)
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        if transaction.is_active:
+            await transaction.rollback()
+
+
+@pytest.fixture
+def session_factory(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    # Each unit of work commits a savepoint; the outer transaction still rolls back.
+    return async_sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+@pytest.fixture
+async def session(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with session_factory() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def password_hasher(settings: Settings) -> Iterator[PasswordHasher]:
+    hasher = PasswordHasher.from_settings(settings)
+    yield hasher
+    hasher.close()
+
+
+@pytest.fixture(scope="session")
+def token_codec(settings: Settings) -> TokenCodec:
+    return TokenCodec.from_settings(settings)
+
+
+@pytest.fixture
+async def app(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    password_hasher: PasswordHasher,
+) -> AsyncIterator[Any]:
+    app = create_app(settings, session_factory=session_factory)
+    app.state.password_hasher.close()
+    app.state.password_hasher = password_hasher
+    yield app
+    await app.state.engine.dispose()
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        yield client
+
+
+async def register(
+    client: AsyncClient, username: str | None = None, password: str = PASSWORD, **extra: Any
+) -> dict[str, Any]:
+    username = username or f"user_{uuid.uuid4().hex[:10]}"
+    response = await client.post(
+        "/auth/register", json={"username": username, "password": password, **extra}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login(client: AsyncClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = await client.post("/auth/login", data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.fixture
+async def user(client: AsyncClient) -> dict[str, Any]:
+    return await register(client, email="user@example.com")
+
+
+@pytest.fixture
+async def tokens(client: AsyncClient, user: dict[str, Any]) -> dict[str, Any]:
+    return await login(client, user["username"])
+
+
+@pytest.fixture
+def auth_headers(tokens: dict[str, Any]) -> dict[str, str]:
+    return bearer(tokens)
