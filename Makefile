@@ -1,0 +1,73 @@
+# Task Manager API: `make run` serves it, `make test` tests it. Both set everything up first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The PostgreSQL that `make test-postgres` (and `make test`, when reachable) uses.
+TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
+        lock ci clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11+ is required ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(RUNTIME_STAMP) ## Create .venv and install the locked runtime dependencies
+
+dev: $(DEV_STAMP) ## Install the development tools too
+
+migrate: $(RUNTIME_STAMP) ## Apply database migrations (DATABASE_URL, default SQLite file)
+	$(BIN)/task-manager migrate
+
+run: migrate ## Set up, migrate and serve on http://$(HOST):$(PORT) (docs at /docs)
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/task-manager serve
+
+test: $(DEV_STAMP) ## Run the whole suite (SQLite, then PostgreSQL when reachable)
+	@BIN=$(BIN) TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) scripts/run-tests
+
+test-sqlite: $(DEV_STAMP) ## Run the suite on SQLite only
+	$(BIN)/pytest
+
+test-postgres: $(DEV_STAMP) ## Run the suite on PostgreSQL (TEST_POSTGRES_URL)
+	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest
+
+lint: $(DEV_STAMP) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(DEV_STAMP) ## Format and auto-fix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lock: $(DEV_STAMP) ## Re-pin requirements*.txt from pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-header -o requirements.txt pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-header --extra dev -o requirements-dev.txt pyproject.toml
+
+ci: ## What CI runs: lint, both databases, coverage floor, migrations round trip
+	bash .ci/run
+
+clean: ## Remove caches (keeps .venv and the database)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis
