@@ -1,0 +1,25 @@
+"""Gunicorn settings for `task-manager serve --workers N` and production.
+
+gunicorn -c deploy/gunicorn.conf.py app.main:app
+Every value can be overridden from the environment (WEB_CONCURRENCY, HOST, PORT, ...).
+"""
+
+import os
+
+# The maintained uvicorn worker (uvicorn.workers.UvicornWorker is deprecated).
+worker_class = "uvicorn_worker.UvicornWorker"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+bind = os.environ.get(
+    "GUNICORN_BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+)
+
+# A worker silent for this long is killed and replaced; graceful_timeout bounds shutdown.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+
+# Logging is configured by the app itself (request ids, JSON in production); gunicorn's
+# own error log goes to stderr. No access log here: uvicorn's access logger already writes
+# one line per request through the app's handlers.
+errorlog = "-"
+accesslog = None
