@@ -3,19 +3,24 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.database import unit_of_work
-from app.core.exceptions import AuthenticationError
+from app.core.exceptions import AuthenticationError, PreconditionFailedError
+from app.core.pagination import CursorCodec
 from app.core.security import PasswordHasher, TokenClaims, TokenCodec
 from app.models import User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
+from app.repositories.comment import CommentRepository
+from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
 from app.services.auth import AuthService
+from app.services.comment import CommentService
 from app.services.health import HealthService
+from app.services.task import TaskService
 from app.services.user import UserService
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -52,8 +57,14 @@ def get_token_codec(request: Request) -> TokenCodec:
     return codec
 
 
+def get_cursor_codec(request: Request) -> CursorCodec:
+    codec: CursorCodec = request.app.state.cursor_codec
+    return codec
+
+
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
+CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
 
 
 def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserService:
@@ -108,3 +119,38 @@ def get_health_service(request: Request, settings: SettingsDep) -> HealthService
 
 
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
+
+
+def get_task_service(session: SessionDep, cursors: CursorCodecDep) -> TaskService:
+    return TaskService(TaskRepository(session), cursors)
+
+
+TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
+
+
+def get_comment_service(
+    session: SessionDep, tasks: TaskServiceDep, cursors: CursorCodecDep
+) -> CommentService:
+    return CommentService(CommentRepository(session), tasks, cursors)
+
+
+CommentServiceDep = Annotated[CommentService, Depends(get_comment_service)]
+
+
+def parse_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(description='The task\'s version as its ETag, e.g. `"3"`; `*` matches any'),
+    ] = None,
+) -> int | None:
+    """The version an If-Match header demands, or None for "any version"."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 18:
+        # An ETag we never issued cannot match the current version.
+        raise PreconditionFailedError("If-Match does not match the current version")
+    return int(tag)
+
+
+IfMatch = Annotated[int | None, Depends(parse_if_match)]

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.config import ConfigurationError, Environment, Settings, get_settings
 from app.core.database import create_engine, create_session_factory
 from app.core.logging import configure_logging
+from app.core.pagination import CursorCodec
 from app.core.security import PasswordHasher, TokenCodec
 from app.exception_handlers import register_exception_handlers
 from app.middleware import (
@@ -20,7 +21,7 @@ from app.middleware import (
     RequestContextMiddleware,
     TrailingSlashMiddleware,
 )
-from app.routers import auth, health
+from app.routers import auth, comments, health, tasks
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def create_app(
     app.state.session_factory = session_factory or create_session_factory(engine)
     app.state.password_hasher = PasswordHasher.from_settings(settings)
     app.state.token_codec = TokenCodec.from_settings(settings)
+    app.state.cursor_codec = CursorCodec(settings.secret_key)
 
     # Added innermost first: the request id wraps everything, so every response has it.
     app.add_middleware(TrailingSlashMiddleware)
@@ -80,6 +82,8 @@ def create_app(
     register_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(tasks.router)
+    app.include_router(comments.router)
     return app
 
 

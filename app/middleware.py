@@ -10,6 +10,7 @@ import re
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id_var
@@ -71,8 +72,15 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """Raised from `receive` once a streamed body passes the limit.
+
+    An HTTPException on purpose: FastAPI re-raises those from its body parsing (any other
+    exception there becomes a 400 "error parsing the body"), and the app answers it as 413.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"Request body is larger than {max_bytes} bytes")
 
 
 class BodySizeLimitMiddleware:
@@ -104,7 +112,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLargeError
+                    raise BodyTooLargeError(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -2,8 +2,10 @@
 
 import asyncio
 from logging.config import fileConfig
+from typing import Any, Literal
 
 from alembic import context
+from sqlalchemy import TypeDecorator
 from sqlalchemy.engine import Connection
 
 from app.core.config import Settings, to_async_database_url
@@ -37,6 +39,16 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
+    """Render the app's column types by what they store, so migrations never import app code.
+
+    A migration is a frozen record: it must keep working when the models change.
+    """
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl_instance!r}"
+    return False
+
+
 def do_run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -44,6 +56,7 @@ def do_run_migrations(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds tables when needed.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     def _empty_log_file_means_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @field_validator("SECRET_KEY", mode="before")
+    @classmethod
+    def _blank_secret_key_means_none(cls, value: Any) -> Any:
+        # `SECRET_KEY=` in a .env is "not set", never an empty signing key.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:

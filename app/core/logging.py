@@ -102,5 +102,7 @@ def configure_logging(settings: Settings) -> None:
             },
         }
     )
-    # SQL echo is DEBUG-level noise unless asked for explicitly.
+    # SQL echo is DEBUG-level noise unless asked for explicitly; aiosqlite's DEBUG lines
+    # also carry every statement's parameters (password hashes), so never at DEBUG.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

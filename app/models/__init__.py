@@ -2,7 +2,18 @@
 
 from app.models.auth_session import AuthSession
 from app.models.base import Base
+from app.models.comment import Comment
 from app.models.refresh_token import RefreshToken
+from app.models.task import Priority, Task, TaskTag
 from app.models.user import User
 
-__all__ = ["AuthSession", "Base", "RefreshToken", "User"]
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Comment",
+    "Priority",
+    "RefreshToken",
+    "Task",
+    "TaskTag",
+    "User",
+]

@@ -1,5 +1,6 @@
 """The small generic base every repository builds on. Repositories flush, never commit."""
 
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -7,6 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Base
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """Where the previous page ended: that row's sort value and id."""
+
+    value: Any
+    id: int
 
 
 class Repository(Generic[ModelT]):

@@ -50,6 +50,10 @@ class HealthService:
         return {"status": "ok", "latency_ms": round(latency, 2)}
 
     def _check_disk(self) -> dict[str, Any]:
-        usage = shutil.disk_usage(self.data_path)
+        try:
+            usage = shutil.disk_usage(self.data_path)
+        except OSError as error:  # e.g. the data directory is gone: a report, not a crash
+            logger.warning("Disk health check failed: %r", error)
+            return {"status": "unavailable", "error": type(error).__name__}
         status = "ok" if usage.free >= MIN_FREE_DISK_BYTES else "low"
         return {"status": status, "free_bytes": usage.free, "total_bytes": usage.total}

@@ -10,8 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.models.base
-
 revision: str = "b11c50333e3e"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -27,8 +25,8 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("is_admin", sa.Boolean(), nullable=False),
-        sa.Column("created_at", app.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", app.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_account")),
     )
     # Case-insensitive uniqueness (autogenerate cannot see expression indexes).
@@ -42,8 +40,8 @@ def upgrade() -> None:
         "auth_session",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("created_at", app.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", app.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["user_account.id"],
@@ -58,8 +56,8 @@ def upgrade() -> None:
         "refresh_token",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("session_id", sa.String(length=32), nullable=False),
-        sa.Column("expires_at", app.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("used_at", app.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["auth_session.id"],

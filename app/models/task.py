@@ -1,0 +1,112 @@
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    func,
+    literal_column,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, UTCDateTime, utc_now
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+PRIORITY_RANK = {priority: rank for rank, priority in enumerate(Priority, start=1)}
+PRIORITY_BY_RANK = {rank: priority for priority, rank in PRIORITY_RANK.items()}
+
+
+class PriorityRank(TypeDecorator[Priority]):
+    """A priority stored as its rank (1 = low ... 4 = urgent), so ORDER BY sorts by urgency."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Priority | None, dialect: Dialect) -> int | None:  # noqa: ARG002
+        return None if value is None else PRIORITY_RANK[Priority(value)]
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Priority | None:  # noqa: ARG002
+        return None if value is None else PRIORITY_BY_RANK[value]
+
+
+# Tasks without a due date sort last in both directions. Ordering by the due date with NULL
+# replaced by a far-future (ascending) or far-past (descending) constant gives that order
+# from a plain index scan, and lets the keyset condition stay a simple row comparison.
+# The constants are literal SQL (not parameters) so the expression indexes below match.
+DUE_AT_NULL_LAST_ASC = literal_column("'9999-12-31 00:00:00+00'", UTCDateTime)
+DUE_AT_NULL_LAST_DESC = literal_column("'0001-01-01 00:00:00+00'", UTCDateTime)
+
+
+class TaskTag(Base):
+    """A task's tag: lower-cased, unique per task, `position` keeps the client's order."""
+
+    __tablename__ = "task_tag"
+
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("task.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    position: Mapped[int] = mapped_column(SmallInteger)
+
+    __table_args__ = (
+        # Serves the `tag=` filter: the tasks that carry a given tag.
+        Index("ix_task_tag_name_task_id", "name", "task_id"),
+    )
+
+
+class Task(Base):
+    __tablename__ = "task"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    completed: Mapped[bool] = mapped_column(default=False)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    priority: Mapped[Priority] = mapped_column(PriorityRank, default=Priority.MEDIUM)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    version: Mapped[int] = mapped_column(default=1)
+
+    tag_links: Mapped[list[TaskTag]] = relationship(
+        order_by=TaskTag.position,
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="raise",
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        return [link.name for link in self.tag_links]
+
+
+# One index per sort, each led by the owner: a page costs the same however big the table.
+# Keyset pagination walks them forwards or backwards; `id` breaks ties.
+Index("ix_task_owner_created", Task.owner_id, Task.created_at, Task.id)
+Index("ix_task_owner_updated", Task.owner_id, Task.updated_at, Task.id)
+Index("ix_task_owner_priority", Task.owner_id, Task.priority, Task.id)
+Index(
+    "ix_task_owner_due_asc",
+    Task.owner_id,
+    func.coalesce(Task.due_at, DUE_AT_NULL_LAST_ASC),
+    Task.id,
+)
+Index(
+    "ix_task_owner_due_desc",
+    Task.owner_id,
+    func.coalesce(Task.due_at, DUE_AT_NULL_LAST_DESC),
+    Task.id,
+)

@@ -1,0 +1,180 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import selectinload
+
+from app.models import Task, TaskTag
+from app.models.task import DUE_AT_NULL_LAST_ASC, DUE_AT_NULL_LAST_DESC
+from app.repositories.base import Keyset, Repository
+from app.schemas.task import TaskListQuery, TaskSort
+
+
+def sort_key(sort: TaskSort) -> SQLColumnExpression[Any]:
+    """The SQL expression a sort orders by (and its index covers)."""
+    match sort.field:
+        case "created_at":
+            return Task.created_at
+        case "updated_at":
+            return Task.updated_at
+        case "priority":
+            return Task.priority
+        case _:  # due_at: NULL replaced by a constant that sorts last in this direction
+            return func.coalesce(Task.due_at, _due_at_sentinel(sort))
+
+
+def _due_at_sentinel(sort: TaskSort) -> ColumnElement[Any]:
+    return DUE_AT_NULL_LAST_DESC if sort.descending else DUE_AT_NULL_LAST_ASC
+
+
+def sort_value(task: Task, sort: TaskSort) -> Any:
+    """The value of `sort_key` for a loaded task (None for a missing due date)."""
+    return getattr(task, sort.field)
+
+
+class TaskRepository(Repository[Task]):
+    model = Task
+
+    async def get_for_owner(self, task_id: int, owner_id: int) -> Task | None:
+        statement = (
+            select(Task)
+            .where(Task.id == task_id, Task.owner_id == owner_id)
+            .options(selectinload(Task.tag_links))
+        )
+        return await self.session.scalar(statement)
+
+    async def get_version_for_owner(self, task_id: int, owner_id: int) -> int | None:
+        statement = select(Task.version).where(Task.id == task_id, Task.owner_id == owner_id)
+        return await self.session.scalar(statement)
+
+    async def list_for_owner(
+        self,
+        owner_id: int,
+        filters: TaskListQuery,
+        sort: TaskSort,
+        *,
+        after: Keyset | None,
+        limit: int,
+        now: datetime,
+    ) -> list[Task]:
+        """One page in `sort` order, ties broken by id in the same direction."""
+        statement = self._filtered(select(Task).where(Task.owner_id == owner_id), filters, now)
+        key = sort_key(sort)
+        if after is not None:
+            statement = statement.where(self._after(key, sort, after))
+        if sort.descending:
+            statement = statement.order_by(key.desc(), Task.id.desc())
+        else:
+            statement = statement.order_by(key.asc(), Task.id.asc())
+        statement = statement.limit(limit).options(selectinload(Task.tag_links))
+        return list(await self.session.scalars(statement))
+
+    async def update_for_owner(
+        self,
+        task_id: int,
+        owner_id: int,
+        changes: dict[str, Any],
+        *,
+        now: datetime,
+        expected_version: int | None,
+    ) -> Task | None:
+        """Apply `changes` and bump the version in one UPDATE; None when no row matched.
+
+        The version check and the increment are in the same statement, so concurrent
+        writers can neither overwrite each other blindly nor lose an increment.
+        """
+        values: dict[str, Any] = {**changes, "updated_at": now}
+        if "completed" in changes:
+            # completed_at is the server's: set when the task becomes completed (kept if it
+            # already was), cleared when it reopens. Decided inside the UPDATE, race-free.
+            values["completed_at"] = (
+                case((Task.completed.is_(True), Task.completed_at), else_=now)
+                if changes["completed"]
+                else None
+            )
+        statement = (
+            update(Task)
+            .where(Task.id == task_id, Task.owner_id == owner_id)
+            .values(**values, version=Task.version + 1)
+            .returning(Task)
+            .execution_options(populate_existing=True)
+        )
+        if expected_version is not None:
+            statement = statement.where(Task.version == expected_version)
+        return await self.session.scalar(statement)
+
+    async def replace_tags(self, task_id: int, tags: list[str]) -> None:
+        await self.session.execute(delete(TaskTag).where(TaskTag.task_id == task_id))
+        if tags:
+            rows = [
+                {"task_id": task_id, "name": name, "position": position}
+                for position, name in enumerate(tags)
+            ]
+            await self.session.execute(insert(TaskTag), rows)
+
+    async def load_tags(self, task: Task) -> Task:
+        await self.session.refresh(task, attribute_names=["tag_links"])
+        return task
+
+    async def delete_for_owner(
+        self, task_id: int, owner_id: int, *, expected_version: int | None
+    ) -> bool:
+        """Delete (comments and tags go by ON DELETE CASCADE); False when no row matched."""
+        statement = delete(Task).where(Task.id == task_id, Task.owner_id == owner_id)
+        if expected_version is not None:
+            statement = statement.where(Task.version == expected_version)
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _filtered(statement: Select[Any], filters: TaskListQuery, now: datetime) -> Select[Any]:
+        if filters.completed is not None:
+            statement = statement.where(Task.completed.is_(filters.completed))
+        if filters.priority:
+            statement = statement.where(Task.priority.in_(filters.priority))
+        for tag in filters.tag:
+            statement = statement.where(
+                exists().where(TaskTag.task_id == Task.id, TaskTag.name == tag)
+            )
+        if filters.q is not None:
+            statement = statement.where(
+                or_(
+                    Task.title.icontains(filters.q, autoescape=True),
+                    Task.description.icontains(filters.q, autoescape=True),
+                )
+            )
+        if filters.due_before is not None:
+            statement = statement.where(Task.due_at < filters.due_before)
+        if filters.due_after is not None:
+            statement = statement.where(Task.due_at > filters.due_after)
+        if filters.overdue is True:
+            statement = statement.where(Task.completed.is_(False), Task.due_at < now)
+        elif filters.overdue is False:
+            statement = statement.where(
+                or_(Task.completed.is_(True), Task.due_at.is_(None), Task.due_at >= now)
+            )
+        return statement
+
+    @staticmethod
+    def _after(key: SQLColumnExpression[Any], sort: TaskSort, after: Keyset) -> ColumnElement[bool]:
+        if after.value is None:  # a task without a due date: compare with the same constant
+            value = _due_at_sentinel(sort)
+        else:
+            value = literal(after.value, type_=Task.__table__.c[sort.field].type)
+        position = tuple_(value, literal(after.id))
+        row = tuple_(key, Task.id)
+        return row < position if sort.descending else row > position

@@ -1,0 +1,41 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.dependencies import CommentServiceDep, CurrentUser
+from app.routers.params import CommentId, TaskId
+from app.routers.responses import error_responses
+from app.schemas.comment import CommentCreate, CommentPage, CommentRead
+from app.schemas.common import PageQuery
+
+router = APIRouter(
+    prefix="/tasks/{task_id}/comments", tags=["comments"], responses=error_responses(401, 404)
+)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CommentRead)
+async def create_comment(
+    task_id: TaskId, data: CommentCreate, user: CurrentUser, comments: CommentServiceDep
+) -> CommentRead:
+    """Comment on one of your tasks."""
+    return CommentRead.model_validate(await comments.create_comment(user, task_id, data))
+
+
+@router.get("", response_model=CommentPage)
+async def list_comments(
+    task_id: TaskId,
+    user: CurrentUser,
+    comments: CommentServiceDep,
+    page_query: Annotated[PageQuery, Query()],
+) -> CommentPage:
+    """A task's comments, oldest first."""
+    page = await comments.list_comments(user, task_id, page_query)
+    return CommentPage.model_validate(page, from_attributes=True)
+
+
+@router.delete("/{comment_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_comment(
+    task_id: TaskId, comment_id: CommentId, user: CurrentUser, comments: CommentServiceDep
+) -> None:
+    """Delete a comment you wrote."""
+    await comments.delete_comment(user, task_id, comment_id)

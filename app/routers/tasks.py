@@ -1,0 +1,77 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.dependencies import CurrentUser, IfMatch, TaskServiceDep
+from app.models import Task
+from app.routers.params import TaskId
+from app.routers.responses import error_responses
+from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
+
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401))
+
+
+def set_etag(response: Response, task: Task) -> None:
+    response.headers["ETag"] = f'"{task.version}"'
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+)
+async def create_task(
+    data: TaskCreate, user: CurrentUser, tasks: TaskServiceDep, response: Response
+) -> TaskRead:
+    """Create a task; `Location` and `ETag` point at it."""
+    task = await tasks.create_task(user, data)
+    response.headers["Location"] = f"/tasks/{task.id}"
+    set_etag(response, task)
+    return TaskRead.model_validate(task)
+
+
+@router.get("", response_model=TaskPage)
+async def list_tasks(
+    user: CurrentUser,
+    tasks: TaskServiceDep,
+    query: Annotated[TaskListQuery, Query()],
+) -> TaskPage:
+    """Your tasks, filtered and sorted, one page at a time (keyset cursor)."""
+    page = await tasks.list_tasks(user, query)
+    return TaskPage.model_validate(page, from_attributes=True)
+
+
+@router.get("/{task_id}", response_model=TaskRead, responses=error_responses(404))
+async def get_task(
+    task_id: TaskId, user: CurrentUser, tasks: TaskServiceDep, response: Response
+) -> TaskRead:
+    """One of your tasks, with its `ETag`."""
+    task = await tasks.get_task(user, task_id)
+    set_etag(response, task)
+    return TaskRead.model_validate(task)
+
+
+@router.patch("/{task_id}", response_model=TaskRead, responses=error_responses(404, 412))
+async def update_task(
+    task_id: TaskId,
+    data: TaskUpdate,
+    user: CurrentUser,
+    if_match: IfMatch,
+    tasks: TaskServiceDep,
+    response: Response,
+) -> TaskRead:
+    """Change any subset of the fields; `If-Match` makes it conditional."""
+    task = await tasks.update_task(user, task_id, data, if_match=if_match)
+    set_etag(response, task)
+    return TaskRead.model_validate(task)
+
+
+@router.delete(
+    "/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 412)
+)
+async def delete_task(
+    task_id: TaskId, user: CurrentUser, if_match: IfMatch, tasks: TaskServiceDep
+) -> None:
+    """Delete a task with its comments and notifications."""
+    await tasks.delete_task(user, task_id, if_match=if_match)

@@ -1,0 +1,25 @@
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from app.schemas.common import Page, RequestModel, ResponseModel, Text
+
+CommentText = Annotated[
+    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+]
+
+
+class CommentCreate(RequestModel):
+    text: CommentText
+
+
+class CommentRead(ResponseModel):
+    id: int
+    task_id: int
+    author_id: int
+    text: str
+    created_at: datetime
+
+
+CommentPage = Page[CommentRead]

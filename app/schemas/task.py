@@ -1,0 +1,118 @@
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from app.models.task import Priority
+from app.schemas.common import (
+    Page,
+    PageQuery,
+    RequestModel,
+    ResponseModel,
+    Text,
+    UTCTimestamp,
+    reject_nul,
+)
+
+MAX_TAGS = 20
+
+TaskTitle = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TaskDescription = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=10_000)]
+TagName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50),
+    AfterValidator(reject_nul),
+]
+
+
+def distinct_tags(tags: list[str]) -> list[str]:
+    """Tags are a set with an order: duplicates (after lower-casing) are refused."""
+    if len(set(tags)) != len(tags):
+        raise ValueError("tags must be distinct (case-insensitively)")
+    return tags
+
+
+TagList = Annotated[list[TagName], Field(max_length=MAX_TAGS), AfterValidator(distinct_tags)]
+
+
+class TaskCreate(RequestModel):
+    title: TaskTitle
+    description: TaskDescription = ""
+    priority: Priority = Priority.MEDIUM
+    due_at: UTCTimestamp | None = None
+    tags: TagList = Field(default_factory=list)
+
+
+class TaskUpdate(RequestModel):
+    """Any subset of the fields; only the ones sent change. `due_at: null` clears it."""
+
+    title: TaskTitle | None = None
+    description: TaskDescription | None = None
+    completed: bool | None = None
+    priority: Priority | None = None
+    due_at: UTCTimestamp | None = None
+    tags: TagList | None = None
+
+    @model_validator(mode="after")
+    def _only_due_at_is_nullable(self) -> Self:
+        for name in self.model_fields_set - {"due_at"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, with their new values."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class TaskRead(ResponseModel):
+    id: int
+    title: str
+    description: str
+    completed: bool
+    completed_at: datetime | None
+    priority: Priority
+    due_at: datetime | None
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    owner_id: int
+
+
+TaskPage = Page[TaskRead]
+
+
+class TaskSort(StrEnum):
+    CREATED_AT = "created_at"
+    CREATED_AT_DESC = "-created_at"
+    UPDATED_AT = "updated_at"
+    UPDATED_AT_DESC = "-updated_at"
+    DUE_AT = "due_at"
+    DUE_AT_DESC = "-due_at"
+    PRIORITY = "priority"
+    PRIORITY_DESC = "-priority"
+
+    @property
+    def field(self) -> str:
+        return self.value.removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.value.startswith("-")
+
+
+class TaskListQuery(PageQuery):
+    """The query of `GET /tasks`: filters (all optional, combined with AND), sort, page."""
+
+    sort: TaskSort = Field(
+        default=TaskSort.CREATED_AT_DESC, description="Sort order; ties are broken by id"
+    )
+    completed: bool | None = None
+    priority: list[Priority] = Field(default_factory=list)
+    tag: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
+    q: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = None
+    due_before: UTCTimestamp | None = None
+    due_after: UTCTimestamp | None = None
+    overdue: bool | None = None

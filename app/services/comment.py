@@ -1,0 +1,56 @@
+from datetime import datetime
+
+from app.core.exceptions import NotFoundError
+from app.core.pagination import CursorCodec, PageResult
+from app.models import Comment, User
+from app.repositories.base import Keyset
+from app.repositories.comment import CommentRepository
+from app.schemas.comment import CommentCreate
+from app.schemas.common import PageQuery
+from app.services.task import TaskService
+
+COMMENT_NOT_FOUND = "Comment not found"
+CURSOR_SCOPE = "comments"
+
+
+class CommentService:
+    """Comments live inside a task: every call first asks TaskService whether the user sees it."""
+
+    def __init__(
+        self, comments: CommentRepository, tasks: TaskService, cursors: CursorCodec
+    ) -> None:
+        self.comments = comments
+        self.tasks = tasks
+        self.cursors = cursors
+
+    async def create_comment(self, user: User, task_id: int, data: CommentCreate) -> Comment:
+        task = await self.tasks.get_task(user, task_id)
+        return await self.comments.add(Comment(task_id=task.id, author_id=user.id, text=data.text))
+
+    async def list_comments(self, user: User, task_id: int, page: PageQuery) -> PageResult[Comment]:
+        task = await self.tasks.get_task(user, task_id)
+        limit = page.limit
+        after = self._decode_cursor(page.cursor) if page.cursor else None
+        rows = await self.comments.list_for_task(task.id, after=after, limit=limit + 1)
+        items, more = rows[:limit], len(rows) > limit
+        next_cursor = None
+        if more:
+            last = items[-1]
+            next_cursor = self.cursors.encode_keyset(
+                scope=CURSOR_SCOPE, value=last.created_at, row_id=last.id
+            )
+        return PageResult(items, next_cursor)
+
+    async def delete_comment(self, user: User, task_id: int, comment_id: int) -> None:
+        """Only the author deletes a comment; to anyone else it does not exist."""
+        task = await self.tasks.get_task(user, task_id)
+        comment = await self.comments.get_for_task(comment_id, task.id)
+        if comment is None or comment.author_id != user.id:
+            raise NotFoundError(COMMENT_NOT_FOUND)
+        await self.comments.delete(comment)
+
+    def _decode_cursor(self, cursor: str) -> Keyset:
+        value, row_id = self.cursors.decode_keyset(
+            cursor, scope=CURSOR_SCOPE, parse=datetime.fromisoformat
+        )
+        return Keyset(value, row_id)

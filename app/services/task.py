@@ -1,0 +1,112 @@
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from app.core.exceptions import NotFoundError, PreconditionFailedError
+from app.core.pagination import CursorCodec, PageResult
+from app.models import Priority, Task, TaskTag, User
+from app.repositories.base import Keyset
+from app.repositories.task import TaskRepository, sort_value
+from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
+
+TASK_NOT_FOUND = "Task not found"
+VERSION_MISMATCH = "The task has changed since you read it (If-Match does not match)"
+
+
+class TaskService:
+    def __init__(self, tasks: TaskRepository, cursors: CursorCodec) -> None:
+        self.tasks = tasks
+        self.cursors = cursors
+
+    async def get_task(self, user: User, task_id: int) -> Task:
+        """The one place that decides what a user may see: their own tasks, nothing else.
+
+        Another user's task is reported exactly like a task that never existed.
+        """
+        task = await self.tasks.get_for_owner(task_id, user.id)
+        if task is None:
+            raise NotFoundError(TASK_NOT_FOUND)
+        return task
+
+    async def create_task(self, user: User, data: TaskCreate) -> Task:
+        now = datetime.now(UTC)
+        task = Task(
+            owner_id=user.id,
+            title=data.title,
+            description=data.description,
+            priority=data.priority,
+            due_at=data.due_at,
+            completed=False,
+            created_at=now,
+            updated_at=now,
+            version=1,
+            tag_links=[TaskTag(name=name, position=i) for i, name in enumerate(data.tags)],
+        )
+        return await self.tasks.add(task)
+
+    async def list_tasks(self, user: User, query: TaskListQuery) -> PageResult[Task]:
+        sort, limit = query.sort, query.limit
+        after = self._decode_cursor(query.cursor, sort) if query.cursor else None
+        rows = await self.tasks.list_for_owner(
+            user.id, query, sort, after=after, limit=limit + 1, now=datetime.now(UTC)
+        )
+        # One row more than asked tells whether there is a next page, without a count(*).
+        items, more = rows[:limit], len(rows) > limit
+        next_cursor = self._encode_cursor(items[-1], sort) if more else None
+        return PageResult(items, next_cursor)
+
+    async def update_task(
+        self, user: User, task_id: int, data: TaskUpdate, *, if_match: int | None
+    ) -> Task:
+        changes = data.changes()
+        if not changes:  # nothing to change: no new version, but the precondition still holds
+            task = await self.get_task(user, task_id)
+            self._check_version(task.version, if_match)
+            return task
+        tags: list[str] | None = changes.pop("tags", None)
+        updated = await self.tasks.update_for_owner(
+            task_id, user.id, changes, now=datetime.now(UTC), expected_version=if_match
+        )
+        if updated is None:
+            raise await self._missing_or_stale(user, task_id)
+        if tags is not None:
+            await self.tasks.replace_tags(updated.id, tags)
+        return await self.tasks.load_tags(updated)
+
+    async def delete_task(self, user: User, task_id: int, *, if_match: int | None) -> None:
+        deleted = await self.tasks.delete_for_owner(task_id, user.id, expected_version=if_match)
+        if not deleted:
+            raise await self._missing_or_stale(user, task_id)
+
+    async def _missing_or_stale(self, user: User, task_id: int) -> Exception:
+        """After a conditional write matched nothing: was it not found, or a stale version?"""
+        version = await self.tasks.get_version_for_owner(task_id, user.id)
+        if version is None:
+            return NotFoundError(TASK_NOT_FOUND)
+        return PreconditionFailedError(VERSION_MISMATCH)
+
+    @staticmethod
+    def _check_version(current: int, if_match: int | None) -> None:
+        if if_match is not None and current != if_match:
+            raise PreconditionFailedError(VERSION_MISMATCH)
+
+    def _encode_cursor(self, task: Task, sort: TaskSort) -> str:
+        return self.cursors.encode_keyset(
+            scope=sort.value, value=sort_value(task, sort), row_id=task.id
+        )
+
+    def _decode_cursor(self, cursor: str, sort: TaskSort) -> Keyset:
+        value, row_id = self.cursors.decode_keyset(
+            cursor, scope=sort.value, parse=partial(_parse_sort_value, sort)
+        )
+        return Keyset(value, row_id)
+
+
+def _parse_sort_value(sort: TaskSort, raw: Any) -> Any:
+    if raw is None:
+        if sort.field != "due_at":  # only the due date may be missing
+            raise ValueError("missing sort value")
+        return None
+    if sort.field == "priority":
+        return Priority(raw)
+    return datetime.fromisoformat(raw)
