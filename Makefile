@@ -63,8 +63,8 @@ format: $(DEV_STAMP) ## Format and auto-fix
 	$(BIN)/ruff check --fix .
 
 lock: $(DEV_STAMP) ## Re-pin requirements*.txt from pyproject.toml
-	$(BIN)/pip-compile --quiet --strip-extras --no-header -o requirements.txt pyproject.toml
-	$(BIN)/pip-compile --quiet --strip-extras --no-header --extra dev -o requirements-dev.txt pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements.txt pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links --extra dev -o requirements-dev.txt pyproject.toml
 
 ci: ## What CI runs: lint, both databases, coverage floor, migrations round trip
 	bash .ci/run

@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from app.core.config import ConfigurationError, Settings, load_settings
 
@@ -76,12 +77,16 @@ def serve(
 def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
 ) -> None:
-    """Apply database migrations (Alembic) up to REVISION."""
-    from app.core.migrations import upgrade
+    """Apply database migrations (Alembic) up to REVISION; it never downgrades.
+
+    To go back, use `alembic downgrade <revision>` (see the README).
+    """
+    from app.core.migrations import current, upgrade
 
     settings = _settings()
     upgrade(settings.DATABASE_URL, revision)
-    typer.echo(f"Database at revision {revision}")
+    typer.echo("Database now at:")
+    current(settings.DATABASE_URL)
 
 
 @cli.command("create-admin")
@@ -100,8 +105,13 @@ def create_admin(
     settings = _settings()
     try:
         message = asyncio.run(_create_admin(settings, username, password, promote=promote))
-    except ValueError as error:  # the schema refused the username or password
-        typer.echo(f"task-manager: {error}", err=True)
+    except ValidationError as error:  # the schema refused the username or password
+        # Field and reason only: str(error) would echo the input, i.e. the password.
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False)
+        )
+        typer.echo(f"task-manager: {reasons}", err=True)
         raise typer.Exit(1) from None
     typer.echo(message)
 

@@ -24,3 +24,8 @@ def upgrade(database_url: str | None = None, revision: str = "head", **kwargs: b
 
 def downgrade(database_url: str | None = None, revision: str = "base", **kwargs: bool) -> None:
     command.downgrade(alembic_config(database_url, **kwargs), revision)
+
+
+def current(database_url: str | None = None, **kwargs: bool) -> None:
+    """Print the database's revision (Alembic's `current`)."""
+    command.current(alembic_config(database_url, **kwargs))

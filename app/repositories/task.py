@@ -72,16 +72,32 @@ class TaskRepository(Repository[Task]):
         now: datetime,
     ) -> list[Task]:
         """One page in `sort` order, ties broken by id in the same direction."""
-        statement = self._filtered(select(Task).where(Task.owner_id == owner_id), filters, now)
+        statement = self.list_statement(
+            owner_id, filters, sort, after=after, limit=limit, now=now
+        ).options(selectinload(Task.tag_links))
+        return list(await self.session.scalars(statement))
+
+    @classmethod
+    def list_statement(
+        cls,
+        owner_id: int,
+        filters: TaskListQuery,
+        sort: TaskSort,
+        *,
+        after: Keyset | None,
+        limit: int,
+        now: datetime,
+    ) -> Select[tuple[Task]]:
+        """The page query on its own, for `list_for_owner` and for reading query plans."""
+        statement = cls._filtered(select(Task).where(Task.owner_id == owner_id), filters, now)
         key = sort_key(sort)
         if after is not None:
-            statement = statement.where(self._after(key, sort, after))
+            statement = statement.where(cls._after(key, sort, after))
         if sort.descending:
             statement = statement.order_by(key.desc(), Task.id.desc())
         else:
             statement = statement.order_by(key.asc(), Task.id.asc())
-        statement = statement.limit(limit).options(selectinload(Task.tag_links))
-        return list(await self.session.scalars(statement))
+        return statement.limit(limit)
 
     async def update_for_owner(
         self,

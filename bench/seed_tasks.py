@@ -1,0 +1,109 @@
+"""Load a large task table fast, for query plans and the scale benchmarks.
+
+    python bench/seed_tasks.py DATABASE_URL --users 10000 --tasks 1000000
+
+Users are named seed_<n> with the password "seed password" (one Argon2 hash, shared).
+The first user gets `--big-user-tasks` tasks (default 10,000), the second 10, and the rest
+are spread evenly. Runs in SQL (generate_series on PostgreSQL, a recursive CTE on SQLite),
+so a million rows take seconds, not hours. The database must be migrated and empty.
+"""
+
+import argparse
+import asyncio
+import time
+
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.core.config import to_async_database_url
+
+SEED_PASSWORD = "seed password"
+
+POSTGRES_SQL = """
+INSERT INTO user_account (id, username, email, password_hash, is_active, is_admin,
+                          created_at, updated_at)
+SELECT n, 'seed_' || n, NULL, :hash, true, false, now(), now()
+FROM generate_series(1, :users) AS n;
+SELECT setval(pg_get_serial_sequence('user_account', 'id'), :users);
+
+INSERT INTO task (id, owner_id, title, description, completed, completed_at, priority,
+                  due_at, created_at, updated_at, version)
+SELECT n,
+       CASE WHEN n <= :big THEN 1
+            WHEN n <= :big + 10 THEN 2
+            ELSE 3 + (n % (:users - 2)) END,
+       'Task ' || n, 'Seeded task number ' || n, n % 3 = 0,
+       CASE WHEN n % 3 = 0 THEN now() END,
+       1 + n % 4,
+       CASE WHEN n % 5 = 0 THEN NULL ELSE now() + ((n % 1000) - 500) * interval '1 hour' END,
+       now() - (:tasks - n) * interval '1 second',
+       now() - (:tasks - n) * interval '1 second',
+       1
+FROM generate_series(1, :tasks) AS n;
+SELECT setval(pg_get_serial_sequence('task', 'id'), :tasks);
+
+INSERT INTO task_tag (task_id, name, position)
+SELECT n, 'tag' || (n % 10), 0 FROM generate_series(1, :tasks) AS n;
+ANALYZE;
+"""
+
+SQLITE_SQL = """
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :users)
+INSERT INTO user_account (id, username, email, password_hash, is_active, is_admin,
+                          created_at, updated_at)
+SELECT n, 'seed_' || n, NULL, :hash, 1, 0, :now, :now FROM s;
+
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :tasks)
+INSERT INTO task (id, owner_id, title, description, completed, completed_at, priority,
+                  due_at, created_at, updated_at, version)
+SELECT n,
+       CASE WHEN n <= :big THEN 1 WHEN n <= :big + 10 THEN 2 ELSE 3 + (n % (:users - 2)) END,
+       'Task ' || n, 'Seeded task number ' || n, n % 3 = 0,
+       CASE WHEN n % 3 = 0 THEN :now END,
+       1 + n % 4,
+       CASE WHEN n % 5 = 0 THEN NULL
+            ELSE strftime('%Y-%m-%d %H:%M:%f000', 'now', ((n % 1000) - 500) || ' hours') END,
+       strftime('%Y-%m-%d %H:%M:%f000', 'now', (n - :tasks) || ' seconds'),
+       strftime('%Y-%m-%d %H:%M:%f000', 'now', (n - :tasks) || ' seconds'),
+       1
+FROM s;
+
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :tasks)
+INSERT INTO task_tag (task_id, name, position) SELECT n, 'tag' || (n % 10), 0 FROM s;
+ANALYZE;
+"""
+
+
+async def seed(url: str, *, users: int, tasks: int, big: int) -> None:
+    engine = create_async_engine(to_async_database_url(url))
+    password_hash = PasswordHash((Argon2Hasher(memory_cost=19_456, time_cost=2),)).hash(
+        SEED_PASSWORD
+    )
+    script = POSTGRES_SQL if engine.dialect.name == "postgresql" else SQLITE_SQL
+    params = {"users": users, "tasks": tasks, "big": big, "hash": password_hash}
+    params["now"] = time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime())
+    started = time.perf_counter()
+    async with engine.begin() as connection:
+        for statement in filter(str.strip, script.split(";\n")):
+            needed = {k: v for k, v in params.items() if f":{k}" in statement}
+            await connection.execute(text(statement), needed)
+            print(f"{time.perf_counter() - started:6.1f}s  {statement.split()[0:3]}")
+    await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("database_url")
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--big-user-tasks", type=int, default=10_000)
+    args = parser.parse_args()
+    asyncio.run(
+        seed(args.database_url, users=args.users, tasks=args.tasks, big=args.big_user_tasks)
+    )
+
+
+if __name__ == "__main__":
+    main()
