@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from app.core.config import ConfigurationError, Settings, load_settings
+from app.schemas.user import UserCreate
 
 cli = typer.Typer(
     help="Task Manager API: serve it, migrate its database, manage admins.",
@@ -104,7 +105,7 @@ def create_admin(
     password = sys.stdin.readline().rstrip("\r\n")
     settings = _settings()
     try:
-        message = asyncio.run(_create_admin(settings, username, password, promote=promote))
+        data = UserCreate(username=username, password=password)
     except ValidationError as error:  # the schema refused the username or password
         # Field and reason only: str(error) would echo the input, i.e. the password.
         reasons = "; ".join(
@@ -113,10 +114,10 @@ def create_admin(
         )
         typer.echo(f"task-manager: {reasons}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(message)
+    typer.echo(asyncio.run(_create_admin(settings, data, promote=promote)))
 
 
-async def _create_admin(settings: Settings, username: str, password: str, *, promote: bool) -> str:
+async def _create_admin(settings: Settings, data: UserCreate, *, promote: bool) -> str:
     from app.core.database import create_engine, create_session_factory, unit_of_work
     from app.core.exceptions import DomainError
     from app.core.security import PasswordHasher
@@ -128,7 +129,7 @@ async def _create_admin(settings: Settings, username: str, password: str, *, pro
     try:
         async with unit_of_work(create_session_factory(engine)) as session:
             service = UserService(UserRepository(session), hasher)
-            user = await service.ensure_admin(username, password, promote=promote)
+            user = await service.ensure_admin(data, promote=promote)
             return f"{user.username} (id {user.id}) is an admin"
     except DomainError as error:
         typer.echo(f"task-manager: {error.detail}", err=True)

@@ -70,7 +70,10 @@ class PostgresDatabases:
 
         url = self.admin_url
         connection = await asyncpg.connect(
-            host=url.host, port=url.port, user=url.username, password=url.password,
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password,
             database=url.database,
         )
         try:

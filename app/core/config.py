@@ -1,5 +1,6 @@
 """Settings, read from the environment and `.env` with the guide's variable names (no prefix)."""
 
+import os
 import secrets
 from enum import StrEnum
 from functools import lru_cache
@@ -174,21 +175,36 @@ class Settings(BaseSettings):
         if self.SECRET_KEY is not None:
             return
         path = self.SECRET_KEY_FILE
-        if path.exists():
-            self.SECRET_KEY = SecretStr(path.read_text(encoding="utf-8").strip())
-            self._secret_key_source = f"read from {path}"
-            return
-        key = secrets.token_urlsafe(48)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: when two workers start at once, one writes and the other reads its key.
-        try:
-            with path.open("x", encoding="utf-8") as file:
-                path.chmod(0o600)
-                file.write(key)
-        except FileExistsError:
-            key = path.read_text(encoding="utf-8").strip()
+        if not path.exists():
+            _create_key_file(path)
+            source = f"generated into {path}"
+        else:
+            source = f"read from {path}"
+        key = path.read_text(encoding="utf-8").strip()
+        if not key:
+            raise ConfigurationError(
+                f"SECRET_KEY_FILE {path} is empty; delete it or set SECRET_KEY"
+            )
         self.SECRET_KEY = SecretStr(key)
-        self._secret_key_source = f"generated into {path}"
+        self._secret_key_source = source
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key atomically: complete in a private temporary file, then linked into place.
+
+    When several workers start at once, exactly one link succeeds and every worker then reads
+    the same complete key (never a half-written file).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+    temporary.chmod(0o600)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another worker won; its key is the one
+    finally:
+        temporary.unlink()
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,6 +1,7 @@
 """Password hashing (Argon2id via pwdlib) and JSON Web Tokens (PyJWT), nothing else."""
 
 import asyncio
+import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -10,10 +11,13 @@ from typing import Any
 
 import jwt
 from pwdlib import PasswordHash
+from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from app.core.config import Settings
 from app.core.exceptions import AuthenticationError
+
+logger = logging.getLogger(__name__)
 
 JWT_ALGORITHM = "HS256"  # fixed: the header's `alg` is never trusted
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "jti", "type", "sid")
@@ -54,9 +58,15 @@ class PasswordHasher:
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """True when the password matches; with no hash, burns the same time and says False."""
         target = password_hash if password_hash is not None else await self._get_dummy_hash()
-        matches = await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._hash.verify, password, target
-        )
+        try:
+            matches = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._hash.verify, password, target
+            )
+        except UnknownHashError:
+            # A stored hash no hasher recognises (damaged, or from a foreign system) cannot
+            # match anything: a failed login, logged for the operator, never a 500.
+            logger.error("Stored password hash has an unknown format")
+            return False
         return matches and password_hash is not None
 
     async def _get_dummy_hash(self) -> str:

@@ -28,14 +28,14 @@ class UserService:
         await self.users.session.flush()
         return user
 
-    async def ensure_admin(self, username: str, password: str, *, promote: bool) -> User:
+    async def ensure_admin(self, data: UserCreate, *, promote: bool) -> User:
         """Create an admin, or promote an existing user when asked to (the CLI's create-admin).
 
         An existing admin is left as it is; an existing non-admin is refused unless `promote`.
+        The password only matters for a new account.
         """
-        existing = await self.users.get_by_username(username)
+        existing = await self.users.get_by_username(data.username)
         if existing is None:
-            data = UserCreate(username=username, password=password)
             return await self.register(data, is_admin=True)
         if existing.is_admin:
             return existing

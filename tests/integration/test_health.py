@@ -1,0 +1,115 @@
+"""/health (liveness) and /health/detailed (readiness), including a database that is down."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.conftest import is_postgres
+
+# The health probe gives the database 2 s; the answer must not wait much longer than that
+# (the connect timeout, DB_CONNECT_TIMEOUT_SECONDS, is 5 s: the probe must not wait for it).
+MAX_UNHEALTHY_SECONDS = 4.0
+
+
+class TestLiveness:
+    async def test_returns_ok(self, client: AsyncClient) -> None:
+        response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+
+    async def test_needs_no_authentication(
+        self, client: AsyncClient, auth_headers: dict[str, str]
+    ) -> None:
+        anonymous = await client.get("/health")
+        authenticated = await client.get("/health", headers=auth_headers)
+        assert anonymous.json() == authenticated.json() == {"status": "ok"}
+
+
+class TestReadiness:
+    async def test_healthy_with_every_component(self, client: AsyncClient) -> None:
+        response = await client.get("/health/detailed")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "healthy"
+        assert body["database"]["status"] == "ok"
+        assert body["database"]["latency_ms"] >= 0
+        assert body["disk"]["status"] == "ok"
+        assert 0 < body["disk"]["free_bytes"] <= body["disk"]["total_bytes"]
+
+
+@pytest.fixture
+async def unreachable_database_app(settings: Settings, tmp_path: Path) -> AsyncIterator[FastAPI]:
+    """A separate app whose database cannot be reached (its engine never connects)."""
+    if is_postgres():
+        url = "postgresql://postgres@127.0.0.1:1/nothing_listens_here"
+    else:
+        url = f"sqlite:///{tmp_path / 'no-such-directory' / 'task_manager.db'}"
+    app = create_app(settings.model_copy(update={"DATABASE_URL": url}))
+    yield app
+    app.state.password_hasher.close()
+    await app.state.engine.dispose()
+
+
+@pytest.fixture
+async def silent_database_port() -> AsyncIterator[int]:
+    """A TCP port that accepts connections and never answers: a hung database server."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in connections:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def detailed_health(app: FastAPI) -> tuple[int, dict[str, Any], float]:
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        started = time.perf_counter()
+        response = await client.get("/health/detailed")
+        elapsed = time.perf_counter() - started
+    assert "x-request-id" in response.headers
+    return response.status_code, response.json(), elapsed
+
+
+class TestReadinessWithTheDatabaseDown:
+    async def test_is_503_unhealthy_and_fast(self, unreachable_database_app: FastAPI) -> None:
+        status, body, elapsed = await detailed_health(unreachable_database_app)
+        assert status == 503, body
+        assert body["status"] == "unhealthy"
+        assert body["database"]["status"] != "ok"
+        assert "status" in body["disk"]
+        assert elapsed < MAX_UNHEALTHY_SECONDS
+
+    async def test_a_hung_database_is_cut_off_by_the_probe_timeout(
+        self, settings: Settings, silent_database_port: int
+    ) -> None:
+        url = f"postgresql://postgres@127.0.0.1:{silent_database_port}/hung"
+        app = create_app(settings.model_copy(update={"DATABASE_URL": url}))
+        try:
+            status, body, elapsed = await detailed_health(app)
+        finally:
+            app.state.password_hasher.close()
+            await app.state.engine.dispose()
+        assert status == 503, body
+        assert body["status"] == "unhealthy"
+        assert body["database"]["status"] != "ok"
+        assert elapsed < MAX_UNHEALTHY_SECONDS
+
+    async def test_liveness_still_answers(self, unreachable_database_app: FastAPI) -> None:
+        transport = ASGITransport(app=unreachable_database_app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}

@@ -1,0 +1,308 @@
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.exceptions import (
+    AuthenticationError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    TokenReuseError,
+)
+from app.core.security import PasswordHasher, TokenCodec, TokenType
+from app.models import AuthSession, RefreshToken, User
+from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
+from app.repositories.user import UserRepository
+from app.schemas.auth import TokenPair
+from app.services.auth import BAD_CREDENTIALS, AuthService
+
+PASSWORD = "correct horse battery"
+NEW_PASSWORD = "a brand new passphrase"
+
+
+@pytest.fixture
+def auth(
+    session: AsyncSession, password_hasher: PasswordHasher, token_codec: TokenCodec
+) -> AuthService:
+    return AuthService(
+        users=UserRepository(session),
+        sessions=AuthSessionRepository(session),
+        refresh_tokens=RefreshTokenRepository(session),
+        hasher=password_hasher,
+        tokens=token_codec,
+    )
+
+
+async def _make_user(session: AsyncSession, hasher: PasswordHasher, **fields: object) -> User:
+    user = User(
+        username=f"u_{uuid.uuid4().hex[:12]}",
+        password_hash=await hasher.hash(PASSWORD),
+        **fields,
+    )
+    return await UserRepository(session).add(user)
+
+
+@pytest.fixture
+async def user(session: AsyncSession, password_hasher: PasswordHasher) -> User:
+    return await _make_user(session, password_hasher)
+
+
+async def _is_revoked(session: AsyncSession, session_id: str) -> bool:
+    revoked_at = await session.scalar(
+        select(AuthSession.revoked_at).where(AuthSession.id == session_id)
+    )
+    return revoked_at is not None
+
+
+class TestLogin:
+    async def test_issues_a_token_pair_for_a_new_session(
+        self, auth: AuthService, user: User, token_codec: TokenCodec, session: AsyncSession
+    ) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+
+        access = token_codec.decode(pair.access_token, TokenType.ACCESS)
+        refresh = token_codec.decode(pair.refresh_token, TokenType.REFRESH)
+        assert access.user_id == refresh.user_id == user.id
+        assert access.session_id == refresh.session_id
+        assert pair.token_type == "bearer"
+        assert pair.expires_in == int(token_codec.access_ttl.total_seconds())
+        assert not await _is_revoked(session, access.session_id)
+        stored = await session.get(RefreshToken, refresh.token_id)
+        assert stored is not None
+        assert stored.used_at is None
+
+    async def test_username_is_case_insensitive(self, auth: AuthService, user: User) -> None:
+        pair = await auth.login(user.username.upper(), PASSWORD)
+        assert pair.access_token
+
+    async def test_each_login_is_a_new_session(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        first = await auth.login(user.username, PASSWORD)
+        second = await auth.login(user.username, PASSWORD)
+        assert (
+            token_codec.decode(first.access_token, TokenType.ACCESS).session_id
+            != token_codec.decode(second.access_token, TokenType.ACCESS).session_id
+        )
+
+    async def test_refuses_a_wrong_password(
+        self, auth: AuthService, user: User, session: AsyncSession
+    ) -> None:
+        with pytest.raises(AuthenticationError) as caught:
+            await auth.login(user.username, PASSWORD + "x")
+        assert caught.value.detail == BAD_CREDENTIALS
+        assert await session.scalar(select(func.count()).select_from(AuthSession)) == 0
+
+    async def test_refuses_an_unknown_user_with_the_same_message(self, auth: AuthService) -> None:
+        with pytest.raises(AuthenticationError) as caught:
+            await auth.login("nobody_here", PASSWORD)
+        assert caught.value.detail == BAD_CREDENTIALS
+        assert type(caught.value) is AuthenticationError
+
+    async def test_refuses_an_inactive_user(
+        self, auth: AuthService, session: AsyncSession, password_hasher: PasswordHasher
+    ) -> None:
+        inactive = await _make_user(session, password_hasher, is_active=False)
+        with pytest.raises(PermissionDeniedError):
+            await auth.login(inactive.username, PASSWORD)
+
+    async def test_inactive_user_with_wrong_password_gets_bad_credentials(
+        self, auth: AuthService, session: AsyncSession, password_hasher: PasswordHasher
+    ) -> None:
+        # Without the right password, nothing is revealed about the account's state.
+        inactive = await _make_user(session, password_hasher, is_active=False)
+        with pytest.raises(AuthenticationError) as caught:
+            await auth.login(inactive.username, "wrong password")
+        assert caught.value.detail == BAD_CREDENTIALS
+
+
+class TestAuthenticate:
+    async def test_returns_the_user_and_claims(self, auth: AuthService, user: User) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        found, claims = await auth.authenticate(pair.access_token)
+        assert found is user
+        assert claims.user_id == user.id
+        assert claims.token_type is TokenType.ACCESS
+
+    async def test_refuses_a_refresh_token(self, auth: AuthService, user: User) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(pair.refresh_token)
+
+    async def test_refuses_a_revoked_session(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        claims = token_codec.decode(pair.access_token, TokenType.ACCESS)
+        await auth.sessions.revoke(claims.session_id, at=claims.expires_at)
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(pair.access_token)
+
+    async def test_refuses_a_deactivated_user(
+        self, auth: AuthService, user: User, session: AsyncSession
+    ) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        user.is_active = False
+        await session.flush()
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(pair.access_token)
+
+
+class TestRefresh:
+    async def test_rotates_the_pair(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        first = await auth.login(user.username, PASSWORD)
+        second = await auth.refresh(first.refresh_token)
+
+        assert second.refresh_token != first.refresh_token
+        assert second.access_token != first.access_token
+        old = token_codec.decode(first.refresh_token, TokenType.REFRESH)
+        new = token_codec.decode(second.refresh_token, TokenType.REFRESH)
+        assert new.session_id == old.session_id
+        found, _ = await auth.authenticate(second.access_token)
+        assert found is user
+        third = await auth.refresh(second.refresh_token)
+        assert third.refresh_token != second.refresh_token
+
+    async def test_reuse_revokes_the_session(
+        self, auth: AuthService, user: User, token_codec: TokenCodec, session: AsyncSession
+    ) -> None:
+        first = await auth.login(user.username, PASSWORD)
+        second = await auth.refresh(first.refresh_token)
+
+        with pytest.raises(TokenReuseError):
+            await auth.refresh(first.refresh_token)
+
+        session_id = token_codec.decode(first.refresh_token, TokenType.REFRESH).session_id
+        assert await _is_revoked(session, session_id)
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(second.access_token)
+        with pytest.raises(AuthenticationError):
+            await auth.refresh(second.refresh_token)
+
+    async def test_reuse_leaves_other_sessions_alone(self, auth: AuthService, user: User) -> None:
+        other = await auth.login(user.username, PASSWORD)
+        first = await auth.login(user.username, PASSWORD)
+        await auth.refresh(first.refresh_token)
+        with pytest.raises(TokenReuseError):
+            await auth.refresh(first.refresh_token)
+        found, _ = await auth.authenticate(other.access_token)
+        assert found is user
+
+    async def test_refuses_an_access_token(self, auth: AuthService, user: User) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        with pytest.raises(AuthenticationError) as caught:
+            await auth.refresh(pair.access_token)
+        assert not isinstance(caught.value, TokenReuseError)
+
+    async def test_refuses_a_deactivated_user(
+        self, auth: AuthService, user: User, session: AsyncSession
+    ) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        user.is_active = False
+        await session.flush()
+        with pytest.raises(AuthenticationError):
+            await auth.refresh(pair.refresh_token)
+
+
+class TestLogout:
+    async def test_revokes_the_session(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        access = token_codec.decode(pair.access_token, TokenType.ACCESS)
+
+        await auth.logout(access, pair.refresh_token)
+
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(pair.access_token)
+        with pytest.raises(AuthenticationError):
+            await auth.refresh(pair.refresh_token)
+
+    async def test_leaves_other_sessions_alone(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        other = await auth.login(user.username, PASSWORD)
+        pair = await auth.login(user.username, PASSWORD)
+        await auth.logout(
+            token_codec.decode(pair.access_token, TokenType.ACCESS), pair.refresh_token
+        )
+        found, _ = await auth.authenticate(other.access_token)
+        assert found is user
+
+    async def test_refuses_another_users_refresh_token(
+        self,
+        auth: AuthService,
+        user: User,
+        token_codec: TokenCodec,
+        session: AsyncSession,
+        password_hasher: PasswordHasher,
+    ) -> None:
+        victim = await _make_user(session, password_hasher)
+        victims_pair = await auth.login(victim.username, PASSWORD)
+        pair = await auth.login(user.username, PASSWORD)
+
+        with pytest.raises(AuthenticationError):
+            await auth.logout(
+                token_codec.decode(pair.access_token, TokenType.ACCESS),
+                victims_pair.refresh_token,
+            )
+
+        found, _ = await auth.authenticate(victims_pair.access_token)
+        assert found is victim
+
+
+class TestChangePassword:
+    async def _login(self, auth: AuthService, user: User, password: str = PASSWORD) -> TokenPair:
+        return await auth.login(user.username, password)
+
+    async def test_refuses_a_wrong_current_password(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        pair = await self._login(auth, user)
+        original_hash = user.password_hash
+        with pytest.raises(InvalidRequestError):
+            await auth.change_password(
+                user,
+                token_codec.decode(pair.access_token, TokenType.ACCESS),
+                current_password="not my password",
+                new_password=NEW_PASSWORD,
+            )
+        assert user.password_hash == original_hash
+
+    async def test_sets_the_new_password(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        pair = await self._login(auth, user)
+        await auth.change_password(
+            user,
+            token_codec.decode(pair.access_token, TokenType.ACCESS),
+            current_password=PASSWORD,
+            new_password=NEW_PASSWORD,
+        )
+        assert await self._login(auth, user, NEW_PASSWORD)
+        with pytest.raises(AuthenticationError):
+            await self._login(auth, user, PASSWORD)
+
+    async def test_revokes_other_sessions_but_keeps_the_current_one(
+        self, auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        current = await self._login(auth, user)
+        other = await self._login(auth, user)
+
+        await auth.change_password(
+            user,
+            token_codec.decode(current.access_token, TokenType.ACCESS),
+            current_password=PASSWORD,
+            new_password=NEW_PASSWORD,
+        )
+
+        found, _ = await auth.authenticate(current.access_token)
+        assert found is user
+        assert await auth.refresh(current.refresh_token)
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(other.access_token)
+        with pytest.raises(AuthenticationError):
+            await auth.refresh(other.refresh_token)

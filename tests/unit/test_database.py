@@ -1,0 +1,174 @@
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings, load_settings
+from app.core.database import create_engine, create_session_factory, unit_of_work
+from app.core.exceptions import ConflictError, TokenReuseError
+from app.core.migrations import upgrade
+from app.models import User
+from app.repositories.user import UserRepository
+
+
+def _user(username: str | None = None) -> User:
+    return User(username=username or f"u_{uuid.uuid4().hex[:12]}", password_hash="not-a-hash")
+
+
+async def _exists(factory: async_sessionmaker[AsyncSession], username: str) -> bool:
+    async with factory() as session:
+        found = await session.scalar(select(User.id).where(User.username == username))
+    return found is not None
+
+
+async def _user_count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def _add_then_raise(
+    factory: async_sessionmaker[AsyncSession], user: User, error: BaseException
+) -> None:
+    async with unit_of_work(factory) as session:
+        await UserRepository(session).add(user)
+        raise error
+
+
+@pytest.fixture
+async def sqlite_file_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated SQLite file database of its own, whatever database the suite runs on."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'lock.db'}"
+    await asyncio.to_thread(upgrade, url, configure_logging=False)
+    engine = create_engine(load_settings(_env_file=None, DATABASE_URL=url))
+    yield engine
+    await engine.dispose()
+
+
+class TestCreateEngine:
+    async def test_sqlite_connection_pragmas(self, tmp_path: Path) -> None:
+        settings = load_settings(
+            _env_file=None,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'pragmas.db'}",
+            SQLITE_BUSY_TIMEOUT_MS=4321,
+        )
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as connection:
+                journal_mode = await connection.scalar(text("PRAGMA journal_mode"))
+                foreign_keys = await connection.scalar(text("PRAGMA foreign_keys"))
+                busy_timeout = await connection.scalar(text("PRAGMA busy_timeout"))
+        finally:
+            await engine.dispose()
+        assert str(journal_mode).lower() == "wal"
+        assert foreign_keys == 1
+        assert busy_timeout == 4321
+
+    async def test_sqlite_foreign_keys_are_enforced(self, sqlite_file_engine: AsyncEngine) -> None:
+        async with sqlite_file_engine.connect() as connection:
+            with pytest.raises(Exception, match="FOREIGN KEY"):
+                await connection.execute(
+                    text("INSERT INTO auth_session (id, user_id, created_at) VALUES ('s', 999, '')")
+                )
+
+    @pytest.mark.postgres_only
+    async def test_postgres_session_settings(self, engine: AsyncEngine, settings: Settings) -> None:
+        async with engine.connect() as connection:
+            timeout = await connection.scalar(text("SHOW statement_timeout"))
+            application = await connection.scalar(text("SHOW application_name"))
+        assert timeout == f"{settings.DB_STATEMENT_TIMEOUT_MS // 1000}s"
+        assert application == "task-manager-api"
+
+
+class TestUnitOfWork:
+    async def test_commits_on_success(
+        self, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        user = _user()
+        async with unit_of_work(session_factory) as session:
+            await UserRepository(session).add(user)
+        assert await _exists(session_factory, user.username)
+
+    async def test_rolls_back_on_exception(
+        self, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        user = _user()
+        with pytest.raises(RuntimeError, match="boom"):
+            await _add_then_raise(session_factory, user, RuntimeError("boom"))
+        assert not await _exists(session_factory, user.username)
+
+    async def test_rolls_back_on_domain_error(
+        self, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        user = _user()
+        with pytest.raises(ConflictError):
+            await _add_then_raise(session_factory, user, ConflictError("no"))
+        assert not await _exists(session_factory, user.username)
+
+    async def test_commits_on_domain_error_that_keeps_changes(
+        self, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        user = _user()
+        with pytest.raises(TokenReuseError):
+            await _add_then_raise(session_factory, user, TokenReuseError("reused"))
+        assert await _exists(session_factory, user.username)
+
+    async def test_concurrent_sqlite_writers_queue_instead_of_failing(
+        self, sqlite_file_engine: AsyncEngine
+    ) -> None:
+        factory = create_session_factory(sqlite_file_engine)
+        first_holds_lock = asyncio.Event()
+        counts: dict[str, int] = {}
+
+        async def first() -> None:
+            async with unit_of_work(factory, write=True) as session:
+                counts["first"] = await _user_count(session)
+                first_holds_lock.set()
+                # Long enough for the second writer to reach its BEGIN and wait on the lock.
+                await asyncio.sleep(0.3)
+                await UserRepository(session).add(_user("first_writer"))
+
+        async def second() -> None:
+            await first_holds_lock.wait()
+            async with unit_of_work(factory, write=True) as session:
+                counts["second"] = await _user_count(session)
+                await UserRepository(session).add(_user("second_writer"))
+
+        await asyncio.gather(first(), second())
+
+        # The second read ran after the first commit: the writers were serialised.
+        assert counts == {"first": 0, "second": 1}
+        async with factory() as session:
+            assert await _user_count(session) == 2
+
+    async def test_deferred_sqlite_read_then_write_fails_without_the_write_lock(
+        self, sqlite_file_engine: AsyncEngine
+    ) -> None:
+        # Why write=True matters: two read-then-write transactions started DEFERRED
+        # cannot be serialised by SQLite, and the later writer fails at once.
+        factory = create_session_factory(sqlite_file_engine)
+        both_have_read = asyncio.Barrier(2)
+        first_committed = asyncio.Event()
+
+        async def first() -> None:
+            async with unit_of_work(factory, write=False) as session:
+                await _user_count(session)
+                await both_have_read.wait()
+                await UserRepository(session).add(_user("deferred_first"))
+            first_committed.set()
+
+        async def second() -> None:
+            async with unit_of_work(factory, write=False) as session:
+                await _user_count(session)
+                await both_have_read.wait()
+                await first_committed.wait()
+                await UserRepository(session).add(_user("deferred_second"))
+
+        results = await asyncio.gather(first(), second(), return_exceptions=True)
+
+        assert results[0] is None
+        assert isinstance(results[1], OperationalError)
+        assert "database is locked" in str(results[1])
