@@ -5,8 +5,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-HOST ?= 127.0.0.1
-PORT ?= 8000
 # The PostgreSQL that `make test-postgres` (and `make test`, when reachable) uses.
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
@@ -41,8 +39,10 @@ dev: $(DEV_STAMP) ## Install the development tools too
 migrate: $(RUNTIME_STAMP) ## Apply database migrations (DATABASE_URL, default SQLite file)
 	$(BIN)/task-manager migrate
 
-run: migrate ## Set up, migrate and serve on http://$(HOST):$(PORT) (docs at /docs)
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/task-manager serve
+# HOST, PORT and every other setting come from the environment or .env (default
+# 127.0.0.1:8000); `make run PORT=8080` works too, as make passes them to the command.
+run: migrate ## Set up, migrate and serve on http://127.0.0.1:8000 (docs at /docs)
+	$(if $(HOST),HOST=$(HOST)) $(if $(PORT),PORT=$(PORT)) $(BIN)/task-manager serve
 
 test: $(DEV_STAMP) ## Run the whole suite (SQLite, then PostgreSQL when reachable)
 	@BIN=$(BIN) TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) scripts/run-tests
