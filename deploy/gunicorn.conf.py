@@ -23,3 +23,11 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # one line per request through the app's handlers.
 errorlog = "-"
 accesslog = None
+
+# gunicorn 27 opens a control socket at ~/.gunicorn/gunicorn.ctl by default: two instances on
+# one host would take over each other's. Off unless a per-instance path is given.
+control_socket_path = os.environ.get("GUNICORN_CONTROL_SOCKET")
+if control_socket_path:
+    control_socket = control_socket_path
+else:
+    control_socket_disable = True

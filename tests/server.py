@@ -1,0 +1,290 @@
+"""A real `task-manager serve` process for end-to-end tests, and a way to tell its workers apart.
+
+`start_server()` migrates the database with `task-manager migrate`, starts
+`task-manager serve --workers N` (gunicorn with uvicorn workers) on a free port of 127.0.0.1
+and waits until every worker has answered. `ServerProcess.worker_of(response)` names the
+worker process that served a response: it looks the connection up in /proc (Linux), so a
+test can prove that a request went through one worker and the next one through the other.
+"""
+
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+SECRET_KEY = "end-to-end-test-secret-key-0123456789-abcdefghij"
+STARTUP_TIMEOUT_SECONDS = 20.0
+MIGRATE_TIMEOUT_SECONDS = 60.0
+SHUTDOWN_TIMEOUT_SECONDS = 15.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+# Idle keep-alive connections must outlive a test's set-up, so a connection pinned to a
+# worker is not closed by the server and silently replaced (possibly on the other worker).
+KEEPALIVE_SECONDS = 60
+# Only plain HTTP is spoken here, but every httpx client builds an SSL context, which costs
+# ~20 ms; the probes below open many clients, so they share one.
+_SSL_CONTEXT = ssl.create_default_context()
+
+
+def task_manager_command() -> list[str]:
+    """The installed console script of this environment, else the module."""
+    script = Path(sys.executable).with_name("task-manager")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+
+
+def server_environment(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "ENVIRONMENT": "test",
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": SECRET_KEY,
+            "LOG_FILE": "",
+            "LOG_LEVEL": "INFO",
+            # The races below fire more requests from one address than the default limits
+            # allow; they test the database, not the limiter.
+            "RATE_LIMIT_ENABLED": "false",
+            "GUNICORN_KEEPALIVE": str(KEEPALIVE_SECONDS),
+            "GUNICORN_GRACEFUL_TIMEOUT": "10",
+            # gunicorn >= 25 opens a control socket at ~/.gunicorn/gunicorn.ctl by default,
+            # which would take over the one of a server the developer is running.
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    workers: int
+    _log_file: IO[bytes] = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def output(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def worker_pids(self) -> set[int]:
+        """The live worker processes: the children of the gunicorn master."""
+        pids: set[int] = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            # The command name (field 2) may contain spaces; the fields after it do not.
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.process.pid:
+                pids.add(int(entry.name))
+        return pids
+
+    def worker_of(self, response: httpx.Response) -> int:
+        """The pid of the worker that holds the connection this response came on.
+
+        Call it while the connection is still open (a keep-alive client keeps it open).
+        """
+        stream = response.extensions["network_stream"]
+        client_port: int = stream.get_extra_info("client_addr")[1]
+        inode = self._server_side_inode(client_port)
+        target = f"socket:[{inode}]"
+        for pid in self.worker_pids():
+            with suppress(OSError):
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with suppress(OSError):
+                        if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                            return pid
+        raise LookupError(f"no worker holds the connection from port {client_port}")
+
+    def _server_side_inode(self, client_port: int) -> str:
+        local = f"0100007F:{self.port:04X}"
+        remote = f"0100007F:{client_port:04X}"
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == local and fields[2] == remote and fields[9] != "0":
+                    return fields[9]
+        raise LookupError(f"no server-side socket for the connection from port {client_port}")
+
+    async def stop(self) -> int | None:
+        """SIGTERM (gunicorn's graceful shutdown); SIGKILL to the group after a bound.
+
+        Returns the master's exit status, or None when it had to be killed.
+        """
+        graceful: int | None = None
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                graceful = await asyncio.to_thread(
+                    self.process.wait, timeout=SHUTDOWN_TIMEOUT_SECONDS
+                )
+        finally:
+            # The process group is the one started here (start_new_session): the master and
+            # its workers. Anything still in it after the master is gone is a leak.
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT_SECONDS)
+            self._log_file.close()
+        return graceful
+
+
+def _fail(message: str, server: ServerProcess | None, extra: str = "") -> None:
+    output = server.output() if server is not None else ""
+    raise AssertionError(f"{message}\n--- server output ---\n{extra}{output}")
+
+
+async def migrate(database_url: str, workdir: Path) -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*task_manager_command(), "migrate"],
+        cwd=workdir,
+        env=server_environment(database_url),
+        capture_output=True,
+        timeout=MIGRATE_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"task-manager migrate exited with {result.returncode}:\n"
+            f"{result.stdout.decode(errors='replace')}{result.stderr.decode(errors='replace')}"
+        )
+
+
+async def start_server(database_url: str, workdir: Path, *, workers: int = 2) -> ServerProcess:
+    """Migrate, then serve; returns once every worker has answered GET /health."""
+    await migrate(database_url, workdir)
+    port = free_port()
+    log_path = workdir / "server.log"
+    log_file = log_path.open("wb")
+    process = await asyncio.to_thread(
+        subprocess.Popen,
+        [
+            *task_manager_command(),
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        cwd=workdir,
+        env=server_environment(database_url),
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = ServerProcess(process, port, log_path, workers, log_file)
+    try:
+        await _wait_until_every_worker_answers(server)
+    except BaseException:
+        await server.stop()
+        raise
+    return server
+
+
+async def _wait_until_every_worker_answers(server: ServerProcess) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    seen: set[int] = set()
+    while len(seen) < server.workers:
+        if server.process.poll() is not None:
+            _fail(f"the server exited with {server.process.returncode} at start-up", server)
+        if time.monotonic() > deadline:
+            _fail(
+                f"only workers {sorted(seen)} answered GET /health within "
+                f"{STARTUP_TIMEOUT_SECONDS:.0f} s",
+                server,
+            )
+        # A new connection each time: the kernel hands it to whichever worker accepts.
+        async with httpx.AsyncClient(
+            base_url=server.base_url, timeout=1.0, verify=_SSL_CONTEXT
+        ) as client:
+            try:
+                response = await client.get("/health")
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+                continue
+            if response.status_code != 200:
+                _fail(f"GET /health answered {response.status_code}: {response.text}", server)
+            with suppress(LookupError):
+                seen.add(server.worker_of(response))
+
+
+def pinned_client(server: ServerProcess) -> httpx.AsyncClient:
+    """A client with a single keep-alive connection, hence a single worker."""
+    return httpx.AsyncClient(
+        base_url=server.base_url,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        verify=_SSL_CONTEXT,
+    )
+
+
+@asynccontextmanager
+async def clients_by_worker(
+    server: ServerProcess, per_worker: int, *, max_attempts: int = 500
+) -> AsyncIterator[dict[int, list[httpx.AsyncClient]]]:
+    """`per_worker` pinned clients for each worker: {worker pid: [client, ...]}.
+
+    Opens connections until each worker holds `per_worker` of them (bounded); the clients
+    are closed on exit. A test checks `worker_of()` on its responses to be sure a connection
+    was not replaced meanwhile.
+    """
+    pinned: dict[int, list[httpx.AsyncClient]] = {pid: [] for pid in server.worker_pids()}
+    try:
+        for _ in range(max_attempts):
+            if len(pinned) >= server.workers and all(
+                len(clients) >= per_worker for clients in pinned.values()
+            ):
+                break
+            client = pinned_client(server)
+            try:
+                response = await client.get("/health")
+                pid = server.worker_of(response)
+            except BaseException:
+                await client.aclose()
+                raise
+            if len(pinned.setdefault(pid, [])) < per_worker:
+                pinned[pid].append(client)
+            else:
+                await client.aclose()
+        else:
+            counts = {pid: len(clients) for pid, clients in pinned.items()}
+            raise AssertionError(
+                f"could not open {per_worker} connections to each of {server.workers} workers "
+                f"in {max_attempts} attempts: {counts}"
+            )
+        yield pinned
+    finally:
+        for clients in pinned.values():
+            for client in clients:
+                await client.aclose()
