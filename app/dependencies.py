@@ -24,6 +24,8 @@ from app.services.task import TaskService
 from app.services.user import UserService
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The largest value of a task's `version` column (a 32-bit integer).
+MAX_VERSION = 2_147_483_647
 
 
 def get_settings(request: Request) -> Settings:
@@ -143,12 +145,19 @@ def parse_if_match(
         Header(description='The task\'s version as its ETag, e.g. `"3"`; `*` matches any'),
     ] = None,
 ) -> int | None:
-    """The version an If-Match header demands, or None for "any version"."""
+    """The version an If-Match header demands, or None for "any version".
+
+    Strong comparison (RFC 9110 13.1.1): a weak tag (`W/"3"`) never matches. One ETag per
+    header: a list of several is answered 412, like any value we never issued.
+    """
     if if_match is None or if_match.strip() == "*":
         return None
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 18:
-        # An ETag we never issued cannot match the current version.
+    tag = if_match.strip()
+    if tag.startswith('"') and tag.endswith('"') and len(tag) > 1:
+        tag = tag[1:-1]
+    # The version column is a 32-bit integer: a bigger number would make PostgreSQL fail the
+    # query (a 500), and isdigit() alone accepts "²", which int() refuses.
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 10 or int(tag) > MAX_VERSION:
         raise PreconditionFailedError("If-Match does not match the current version")
     return int(tag)
 

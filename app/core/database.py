@@ -66,6 +66,10 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+        # SQLite's own lower() folds ASCII letters only, so `q=` would miss "Ärger" for
+        # "ärger" (PostgreSQL folds every letter). Same result for ASCII: lower() indexes
+        # (usernames are ASCII) stay valid.
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -73,6 +77,10 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _unicode_lower(value: Any) -> str | None:
+    return None if value is None else str(value).lower()
 
 
 def create_session_factory(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -32,7 +32,9 @@ class CursorCodec:
 
     def decode(self, cursor: str) -> dict[str, Any]:
         body, _, signature = cursor.partition(".")
-        if not body or not hmac.compare_digest(signature, self._sign(body)):
+        # Compared as bytes: compare_digest raises TypeError on non-ASCII str (a 500).
+        expected = self._sign(body).encode()
+        if not body or not hmac.compare_digest(signature.encode(), expected):
             raise BusinessValidationError(INVALID_CURSOR)
         try:
             payload = json.loads(_b64decode(body))

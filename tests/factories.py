@@ -1,0 +1,102 @@
+"""Small builders shared by the task and comment tests."""
+
+import re
+import uuid
+from typing import Any
+
+from httpx import AsyncClient, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import User
+from tests.conftest import bearer, login, register
+
+Json = dict[str, Any]
+# A valid id (positive, fits int32) that no test ever creates.
+NEVER_USED_ID = 2_000_000_000
+TASK_NOT_FOUND = {"detail": "Task not found"}
+RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+
+
+async def create_task(client: AsyncClient, headers: dict[str, str], **fields: Any) -> Json:
+    """POST /tasks with a default title; fails the test unless it is a 201."""
+    response = await client.post("/tasks", json={"title": "A task", **fields}, headers=headers)
+    assert response.status_code == 201, response.text
+    body: Json = response.json()
+    return body
+
+
+async def create_comment(
+    client: AsyncClient, headers: dict[str, str], task_id: int, text: str = "A comment"
+) -> Json:
+    response = await client.post(f"/tasks/{task_id}/comments", json={"text": text}, headers=headers)
+    assert response.status_code == 201, response.text
+    body: Json = response.json()
+    return body
+
+
+async def other_user_headers(client: AsyncClient) -> dict[str, str]:
+    """Bearer headers of a freshly registered second user."""
+    other = await register(client)
+    return bearer(await login(client, other["username"]))
+
+
+async def list_task_ids(
+    client: AsyncClient, headers: dict[str, str], params: Any = (), **query: Any
+) -> list[int]:
+    """The ids of one page (up to 100) of GET /tasks; `params` may repeat keys."""
+    pairs = list(params.items()) if isinstance(params, dict) else list(params)
+    pairs = [("limit", 100), *pairs, *query.items()]
+    response = await client.get("/tasks", params=pairs, headers=headers)
+    assert response.status_code == 200, response.text
+    return [task["id"] for task in response.json()["items"]]
+
+
+async def walk_task_pages(
+    client: AsyncClient, headers: dict[str, str], params: dict[str, Any]
+) -> tuple[list[int], int]:
+    """Every page of GET /tasks: the ids in order and the number of pages."""
+    seen: list[int] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/tasks", params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages += 1
+        seen += [task["id"] for task in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen, pages
+        assert pages < 50, "paging does not end"
+
+
+def assert_validation_error(response: Response) -> None:
+    """A request-validation 422, in FastAPI's list form."""
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/json"
+    detail = response.json()["detail"]
+    assert isinstance(detail, list)
+    assert detail
+    assert {"loc", "msg", "type"} <= set(detail[0])
+
+
+def assert_business_422(response: Response) -> None:
+    """A 422 raised by a business rule (a bad cursor): a plain message."""
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"detail"}
+    assert isinstance(response.json()["detail"], str)
+
+
+async def create_user(session: AsyncSession, username: str | None = None) -> User:
+    """A user row for service and repository tests (no password needed there)."""
+    user = User(
+        username=username or f"user_{uuid.uuid4().hex[:10]}",
+        password_hash="not-a-real-hash",
+        is_active=True,
+        is_admin=False,
+    )
+    session.add(user)
+    await session.flush()
+    return user

@@ -1,0 +1,225 @@
+"""CommentService on the real database: comments live inside one's own tasks."""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.exceptions import BusinessValidationError, NotFoundError
+from app.core.pagination import CursorCodec
+from app.models import Comment, Task, User
+from app.repositories.comment import CommentRepository
+from app.repositories.task import TaskRepository
+from app.schemas.comment import CommentCreate
+from app.schemas.common import PageQuery
+from app.schemas.task import TaskCreate, TaskListQuery
+from app.services.comment import CommentService
+from app.services.task import TaskService
+from tests.factories import create_user
+
+MISSING_ID = 2_000_000_000
+
+
+@pytest.fixture
+async def owner(session: AsyncSession) -> User:
+    return await create_user(session)
+
+
+@pytest.fixture
+async def stranger(session: AsyncSession) -> User:
+    return await create_user(session)
+
+
+@pytest.fixture
+def task_service(session: AsyncSession) -> TaskService:
+    return TaskService(TaskRepository(session), CursorCodec("k" * 40))
+
+
+@pytest.fixture
+def service(session: AsyncSession, task_service: TaskService) -> CommentService:
+    return CommentService(CommentRepository(session), task_service, CursorCodec("k" * 40))
+
+
+@pytest.fixture
+async def task(task_service: TaskService, owner: User) -> Task:
+    return await task_service.create_task(owner, TaskCreate(title="t"))
+
+
+async def comment_texts(session: AsyncSession, task_id: int) -> list[str]:
+    texts = await session.scalars(
+        select(Comment.text).where(Comment.task_id == task_id).order_by(Comment.id)
+    )
+    return list(texts)
+
+
+async def say(service: CommentService, user: User, task: Task, text: str = "c") -> Comment:
+    return await service.create_comment(user, task.id, CommentCreate(text=text))
+
+
+class TestCreateComment:
+    async def test_stores_the_comment(
+        self, service: CommentService, owner: User, task: Task, session: AsyncSession
+    ) -> None:
+        comment = await say(service, owner, task, "  hello  ")
+
+        assert comment.id is not None
+        assert (comment.task_id, comment.author_id, comment.text) == (task.id, owner.id, "hello")
+        assert comment.created_at.tzinfo is not None
+        assert await comment_texts(session, task.id) == ["hello"]
+
+    async def test_on_another_owners_task_is_not_found(
+        self,
+        service: CommentService,
+        stranger: User,
+        task: Task,
+        session: AsyncSession,
+    ) -> None:
+        with pytest.raises(NotFoundError, match="Task not found"):
+            await say(service, stranger, task)
+
+        assert await comment_texts(session, task.id) == []
+
+    async def test_on_an_unknown_task_is_not_found(
+        self, service: CommentService, owner: User
+    ) -> None:
+        with pytest.raises(NotFoundError):
+            await service.create_comment(owner, MISSING_ID, CommentCreate(text="x"))
+
+
+class TestListComments:
+    async def test_lists_oldest_first_across_pages(
+        self, service: CommentService, owner: User, task: Task, session: AsyncSession
+    ) -> None:
+        made = [await say(service, owner, task, str(i)) for i in range(5)]
+        # Two share a timestamp: the id decides between them.
+        await session.execute(
+            update(Comment)
+            .where(Comment.id.in_([made[1].id, made[2].id]))
+            .values(created_at=made[1].created_at)
+        )
+
+        seen: list[int] = []
+        cursor: str | None = None
+        for _ in range(5):
+            page = await service.list_comments(owner, task.id, PageQuery(limit=2, cursor=cursor))
+            seen += [comment.id for comment in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+
+        assert seen == [comment.id for comment in made]
+        assert cursor is None
+
+    async def test_an_empty_task_has_an_empty_page(
+        self, service: CommentService, owner: User, task: Task
+    ) -> None:
+        page = await service.list_comments(owner, task.id, PageQuery())
+
+        assert (page.items, page.next_cursor) == ([], None)
+
+    async def test_another_owners_task_is_not_found(
+        self, service: CommentService, owner: User, stranger: User, task: Task
+    ) -> None:
+        await say(service, owner, task)
+
+        with pytest.raises(NotFoundError):
+            await service.list_comments(stranger, task.id, PageQuery())
+
+    async def test_a_task_list_cursor_is_rejected(
+        self,
+        service: CommentService,
+        task_service: TaskService,
+        owner: User,
+        task: Task,
+    ) -> None:
+        await task_service.create_task(owner, TaskCreate(title="second"))
+        tasks_page = await task_service.list_tasks(owner, TaskListQuery(limit=1))
+        assert tasks_page.next_cursor is not None
+
+        with pytest.raises(BusinessValidationError):
+            await service.list_comments(owner, task.id, PageQuery(cursor=tasks_page.next_cursor))
+
+    @pytest.mark.parametrize("cursor", ["garbage", "abc.é", "eyJ9.AAAA"])
+    async def test_a_garbage_cursor_is_rejected(
+        self, service: CommentService, owner: User, task: Task, cursor: str
+    ) -> None:
+        with pytest.raises(BusinessValidationError):
+            await service.list_comments(owner, task.id, PageQuery(cursor=cursor))
+
+    async def test_a_signed_cursor_with_a_bad_timestamp_is_rejected(
+        self, service: CommentService, owner: User, task: Task
+    ) -> None:
+        cursor = CursorCodec("k" * 40).encode({"s": "comments", "v": "yesterday", "id": 1})
+
+        with pytest.raises(BusinessValidationError):
+            await service.list_comments(owner, task.id, PageQuery(cursor=cursor))
+
+
+class TestDeleteComment:
+    async def test_deletes_the_comment(
+        self, service: CommentService, owner: User, task: Task, session: AsyncSession
+    ) -> None:
+        gone = await say(service, owner, task, "gone")
+        await say(service, owner, task, "kept")
+
+        await service.delete_comment(owner, task.id, gone.id)
+
+        assert await comment_texts(session, task.id) == ["kept"]
+
+    async def test_an_unknown_comment_is_not_found(
+        self, service: CommentService, owner: User, task: Task
+    ) -> None:
+        with pytest.raises(NotFoundError, match="Comment not found"):
+            await service.delete_comment(owner, task.id, MISSING_ID)
+
+    async def test_a_comment_of_another_task_is_not_found(
+        self,
+        service: CommentService,
+        task_service: TaskService,
+        owner: User,
+        task: Task,
+        session: AsyncSession,
+    ) -> None:
+        other = await task_service.create_task(owner, TaskCreate(title="other"))
+        comment = await say(service, owner, other, "elsewhere")
+
+        with pytest.raises(NotFoundError, match="Comment not found"):
+            await service.delete_comment(owner, task.id, comment.id)
+
+        assert await comment_texts(session, other.id) == ["elsewhere"]
+
+    async def test_another_owners_task_is_not_found(
+        self,
+        service: CommentService,
+        owner: User,
+        stranger: User,
+        task: Task,
+        session: AsyncSession,
+    ) -> None:
+        comment = await say(service, owner, task, "mine")
+
+        with pytest.raises(NotFoundError, match="Task not found"):
+            await service.delete_comment(stranger, task.id, comment.id)
+
+        assert await comment_texts(session, task.id) == ["mine"]
+
+    async def test_only_the_author_may_delete(
+        self,
+        service: CommentService,
+        owner: User,
+        stranger: User,
+        task: Task,
+        session: AsyncSession,
+    ) -> None:
+        # Not reachable over HTTP today (only owners comment), but the rule is the service's.
+        foreign = Comment(
+            task_id=task.id, author_id=stranger.id, text="theirs", created_at=datetime.now(UTC)
+        )
+        session.add(foreign)
+        await session.flush()
+
+        with pytest.raises(NotFoundError, match="Comment not found"):
+            await service.delete_comment(owner, task.id, foreign.id)
+
+        assert await comment_texts(session, task.id) == ["theirs"]

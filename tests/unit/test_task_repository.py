@@ -1,0 +1,260 @@
+"""TaskRepository on the real database: conditional updates, tags, cascades, keyset order."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Comment, Priority, Task, TaskTag, User
+from app.repositories.base import Keyset
+from app.repositories.task import TaskRepository
+from app.schemas.task import TaskListQuery, TaskSort
+from tests.factories import create_user
+
+NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+async def owner(session: AsyncSession) -> User:
+    return await create_user(session)
+
+
+@pytest.fixture
+def tasks(session: AsyncSession) -> TaskRepository:
+    return TaskRepository(session)
+
+
+async def add_task(tasks: TaskRepository, owner: User, **fields: Any) -> Task:
+    values: dict[str, Any] = {"title": "t", "created_at": NOW, "updated_at": NOW, **fields}
+    links = [TaskTag(name=name, position=i) for i, name in enumerate(values.pop("tags", []))]
+    return await tasks.add(Task(owner_id=owner.id, tag_links=links, **values))
+
+
+async def version_of(session: AsyncSession, task_id: int) -> int | None:
+    return await session.scalar(select(Task.version).where(Task.id == task_id))
+
+
+async def tags_of(session: AsyncSession, task_id: int) -> list[str]:
+    names = await session.scalars(
+        select(TaskTag.name).where(TaskTag.task_id == task_id).order_by(TaskTag.position)
+    )
+    return list(names)
+
+
+class TestUpdateForOwner:
+    async def test_applies_changes_and_increments_the_version(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner)
+        later = NOW + timedelta(minutes=5)
+
+        updated = await tasks.update_for_owner(
+            task.id, owner.id, {"title": "New"}, now=later, expected_version=None
+        )
+
+        assert updated is not None
+        assert (updated.title, updated.version, updated.updated_at) == ("New", 2, later)
+        assert await version_of(session, task.id) == 2
+
+    async def test_two_updates_make_version_3(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner)
+
+        for expected in (1, 2):
+            await tasks.update_for_owner(
+                task.id, owner.id, {"title": "x"}, now=NOW, expected_version=expected
+            )
+
+        assert await version_of(session, task.id) == 3
+
+    async def test_a_version_mismatch_matches_nothing(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner, title="Old")
+
+        result = await tasks.update_for_owner(
+            task.id, owner.id, {"title": "New"}, now=NOW, expected_version=2
+        )
+
+        assert result is None
+        query = select(Task.title, Task.version).where(Task.id == task.id)
+        row = (await session.execute(query)).one()
+        assert tuple(row) == ("Old", 1)
+
+    async def test_the_same_expected_version_wins_only_once(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner)
+
+        first = await tasks.update_for_owner(
+            task.id, owner.id, {"title": "a"}, now=NOW, expected_version=1
+        )
+        second = await tasks.update_for_owner(
+            task.id, owner.id, {"title": "b"}, now=NOW, expected_version=1
+        )
+
+        assert first is not None
+        assert second is None
+        assert await session.scalar(select(Task.title).where(Task.id == task.id)) == "a"
+
+    async def test_another_owner_matches_nothing(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner)
+        stranger = await create_user(session)
+
+        result = await tasks.update_for_owner(
+            task.id, stranger.id, {"title": "x"}, now=NOW, expected_version=None
+        )
+
+        assert result is None
+        assert await version_of(session, task.id) == 1
+
+    async def test_completed_at_is_set_kept_and_cleared(
+        self, tasks: TaskRepository, owner: User
+    ) -> None:
+        task = await add_task(tasks, owner)
+        first, second, third = (NOW + timedelta(hours=h) for h in (1, 2, 3))
+
+        async def complete(value: bool, now: datetime) -> datetime | None:
+            updated = await tasks.update_for_owner(
+                task.id, owner.id, {"completed": value}, now=now, expected_version=None
+            )
+            assert updated is not None
+            return updated.completed_at
+
+        assert await complete(True, first) == first
+        assert await complete(True, second) == first
+        assert await complete(False, third) is None
+
+
+class TestReplaceTags:
+    async def test_replaces_in_the_given_order(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner, tags=["a", "b", "c"])
+
+        await tasks.replace_tags(task.id, ["c", "z", "a"])
+
+        assert await tags_of(session, task.id) == ["c", "z", "a"]
+        assert (await tasks.load_tags(task)).tags == ["c", "z", "a"]
+
+    async def test_an_empty_list_removes_every_tag(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner, tags=["a", "b"])
+
+        await tasks.replace_tags(task.id, [])
+
+        assert await tags_of(session, task.id) == []
+
+    async def test_leaves_other_tasks_alone(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner, tags=["a"])
+        other = await add_task(tasks, owner, tags=["a", "b"])
+
+        await tasks.replace_tags(task.id, ["x"])
+
+        assert await tags_of(session, other.id) == ["a", "b"]
+
+
+class TestDeleteForOwner:
+    async def test_deletes_with_comments_and_tags(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner, tags=["a"])
+        kept = await add_task(tasks, owner)
+        session.add_all(
+            [
+                Comment(task_id=task.id, author_id=owner.id, text="one"),
+                Comment(task_id=task.id, author_id=owner.id, text="two"),
+                Comment(task_id=kept.id, author_id=owner.id, text="stays"),
+            ]
+        )
+        await session.flush()
+
+        assert await tasks.delete_for_owner(task.id, owner.id, expected_version=None) is True
+
+        texts = select(Comment.text).where(Comment.task_id.in_([task.id, kept.id]))
+        assert list(await session.scalars(texts)) == ["stays"]
+        assert await tags_of(session, task.id) == []
+        assert await version_of(session, task.id) is None
+
+    @pytest.mark.parametrize(("expected_version", "deleted"), [(1, True), (2, False)])
+    async def test_honours_the_expected_version(
+        self,
+        tasks: TaskRepository,
+        owner: User,
+        session: AsyncSession,
+        expected_version: int,
+        deleted: bool,
+    ) -> None:
+        task = await add_task(tasks, owner)
+
+        result = await tasks.delete_for_owner(task.id, owner.id, expected_version=expected_version)
+
+        assert result is deleted
+        assert (await version_of(session, task.id) is None) is deleted
+
+    async def test_another_owner_deletes_nothing(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner)
+        stranger = await create_user(session)
+
+        assert await tasks.delete_for_owner(task.id, stranger.id, expected_version=None) is False
+        assert await version_of(session, task.id) == 1
+
+
+class TestGetForOwner:
+    async def test_finds_only_the_owners_task(
+        self, tasks: TaskRepository, owner: User, session: AsyncSession
+    ) -> None:
+        task = await add_task(tasks, owner, tags=["a"])
+        stranger = await create_user(session)
+
+        found = await tasks.get_for_owner(task.id, owner.id)
+
+        assert found is not None
+        assert found.tags == ["a"]
+        assert await tasks.get_for_owner(task.id, stranger.id) is None
+        assert await tasks.get_version_for_owner(task.id, stranger.id) is None
+        assert await tasks.get_version_for_owner(task.id, owner.id) == 1
+
+
+class TestListForOwner:
+    @pytest.mark.parametrize("sort", [TaskSort.DUE_AT, TaskSort.DUE_AT_DESC])
+    async def test_tasks_without_due_date_come_last_and_page_after_each_other(
+        self, tasks: TaskRepository, owner: User, sort: TaskSort
+    ) -> None:
+        early = await add_task(tasks, owner, due_at=NOW)
+        none_1 = await add_task(tasks, owner)
+        late = await add_task(tasks, owner, due_at=NOW + timedelta(days=1))
+        none_2 = await add_task(tasks, owner)
+        query = TaskListQuery(sort=sort)
+
+        rows = await tasks.list_for_owner(owner.id, query, sort, after=None, limit=10, now=NOW)
+        after_none = await tasks.list_for_owner(
+            owner.id, query, sort, after=Keyset(None, rows[2].id), limit=10, now=NOW
+        )
+
+        dated = [early.id, late.id] if sort is TaskSort.DUE_AT else [late.id, early.id]
+        undated = [none_1.id, none_2.id] if sort is TaskSort.DUE_AT else [none_2.id, none_1.id]
+        assert [row.id for row in rows] == dated + undated
+        assert [row.id for row in after_none] == undated[1:]
+
+    async def test_priority_sorts_by_urgency_not_by_name(
+        self, tasks: TaskRepository, owner: User
+    ) -> None:
+        made = {p: await add_task(tasks, owner, priority=p) for p in reversed(Priority)}
+        sort = TaskSort.PRIORITY
+
+        rows = await tasks.list_for_owner(
+            owner.id, TaskListQuery(sort=sort), sort, after=None, limit=10, now=NOW
+        )
+
+        assert [row.id for row in rows] == [made[p].id for p in Priority]
