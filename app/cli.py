@@ -1,4 +1,4 @@
-"""The `task-manager` command: serve, migrate, create-admin."""
+"""The `task-manager` command: serve, migrate, create-admin, worker, beat."""
 
 import asyncio
 import os
@@ -137,6 +137,37 @@ async def _create_admin(settings: Settings, data: UserCreate, *, promote: bool) 
     finally:
         hasher.close()
         await engine.dispose()
+
+
+def _exec_celery(role: str, extra: list[str]) -> None:
+    settings = _settings()
+    if not settings.broker_url:
+        typer.echo(
+            "task-manager: set REDIS_URL (or CELERY_BROKER_URL) to run Celery; without a "
+            "broker `task-manager serve` runs the jobs itself",
+            err=True,
+        )
+        raise typer.Exit(2)
+    argv = [sys.executable, "-m", "celery", "-A", "app.workers.celery_app", role, *extra]
+    os.execv(sys.executable, argv)
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
+) -> None:
+    """Run a Celery worker: sends the e-mail outbox and runs scheduled jobs."""
+    _exec_celery("worker", ["--loglevel", "INFO", "--concurrency", str(concurrency)])
+
+
+@cli.command()
+def beat(
+    schedule_file: Annotated[
+        str, typer.Option(help="Where beat keeps its schedule state")
+    ] = "celerybeat-schedule",
+) -> None:
+    """Run Celery beat: enqueues reminders and the delivery sweep every JOBS_INTERVAL_SECONDS."""
+    _exec_celery("beat", ["--loglevel", "INFO", "--schedule", schedule_file])
 
 
 def main() -> None:

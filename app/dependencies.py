@@ -15,11 +15,13 @@ from app.core.security import PasswordHasher, TokenClaims, TokenCodec
 from app.models import User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
 from app.repositories.comment import CommentRepository
+from app.repositories.notification import OUTBOX_WRITTEN, NotificationRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
 from app.services.auth import AuthService
 from app.services.comment import CommentService
 from app.services.health import HealthService
+from app.services.notification import EmailPolicy, NotificationService
 from app.services.task import TaskService
 from app.services.user import UserService
 
@@ -43,6 +45,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     write = request.method not in READ_ONLY_METHODS
     async with unit_of_work(request.app.state.session_factory, write=write) as session:
         yield session
+    if session.info.get(OUTBOX_WRITTEN):
+        # Committed: wake the delivery job (it never delays or fails this response).
+        request.app.state.jobs.outbox_written()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -117,23 +122,42 @@ CurrentToken = Annotated[TokenClaims, Depends(get_current_token)]
 
 
 def get_health_service(request: Request, settings: SettingsDep) -> HealthService:
-    return HealthService(request.app.state.engine, data_path=settings.data_directory)
+    return HealthService(
+        request.app.state.engine,
+        data_path=settings.data_directory,
+        broker_url=settings.broker_url,
+    )
 
 
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 
-def get_task_service(session: SessionDep, cursors: CursorCodecDep) -> TaskService:
-    return TaskService(TaskRepository(session), cursors)
+def get_notification_service(
+    request: Request, session: SessionDep, cursors: CursorCodecDep
+) -> NotificationService:
+    email: EmailPolicy = request.app.state.email_policy
+    return NotificationService(NotificationRepository(session), cursors, email)
+
+
+NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]
+
+
+def get_task_service(
+    session: SessionDep, cursors: CursorCodecDep, notifications: NotificationServiceDep
+) -> TaskService:
+    return TaskService(TaskRepository(session), cursors, notifications)
 
 
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 
 
 def get_comment_service(
-    session: SessionDep, tasks: TaskServiceDep, cursors: CursorCodecDep
+    session: SessionDep,
+    tasks: TaskServiceDep,
+    cursors: CursorCodecDep,
+    notifications: NotificationServiceDep,
 ) -> CommentService:
-    return CommentService(CommentRepository(session), tasks, cursors)
+    return CommentService(CommentRepository(session), tasks, cursors, notifications)
 
 
 CommentServiceDep = Annotated[CommentService, Depends(get_comment_service)]

@@ -21,7 +21,10 @@ from app.middleware import (
     RequestContextMiddleware,
     TrailingSlashMiddleware,
 )
-from app.routers import auth, comments, health, tasks
+from app.routers import auth, comments, health, notifications, tasks
+from app.services.notification import EmailPolicy
+from app.workers.jobs import JobContext
+from app.workers.runner import CeleryJobs, InProcessJobs, JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,9 @@ def create_app(
                 "Set SECRET_KEY before running in production.",
                 settings.secret_key_source,
             )
+        await app.state.jobs.start()
         yield
+        await app.state.jobs.stop()
         app.state.password_hasher.close()
         await engine.dispose()
 
@@ -73,6 +78,10 @@ def create_app(
     app.state.password_hasher = PasswordHasher.from_settings(settings)
     app.state.token_codec = TokenCodec.from_settings(settings)
     app.state.cursor_codec = CursorCodec(settings.secret_key)
+    app.state.email_policy = EmailPolicy(
+        settings.email_enabled, frozenset(settings.EMAIL_NOTIFICATION_KINDS)
+    )
+    app.state.jobs = create_job_runner(settings, app.state.session_factory)
 
     # Added innermost first: the request id wraps everything, so every response has it.
     app.add_middleware(TrailingSlashMiddleware)
@@ -84,7 +93,18 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(tasks.router)
     app.include_router(comments.router)
+    app.include_router(notifications.router)
     return app
+
+
+def create_job_runner(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> JobRunner:
+    """Celery when a broker is configured; otherwise the jobs run inside this process."""
+    if settings.broker_url:
+        return CeleryJobs()
+    context = JobContext.create(settings, session_factory)
+    return InProcessJobs(context, interval_seconds=settings.JOBS_INTERVAL_SECONDS)
 
 
 def _create_default_app() -> FastAPI:

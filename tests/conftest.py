@@ -234,3 +234,29 @@ async def tokens(client: AsyncClient, user: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def auth_headers(tokens: dict[str, Any]) -> dict[str, str]:
     return bearer(tokens)
+
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis (database 15 by default, flushed before use).
+
+    On a laptop without Redis the tests that need it are skipped and say so; in CI
+    (CI=true) an unreachable Redis fails them instead.
+    """
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+        client.flushdb()
+    except redis.RedisError as error:
+        message = f"Redis not reachable at {TEST_REDIS_URL}: {error}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return TEST_REDIS_URL

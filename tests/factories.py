@@ -7,7 +7,14 @@ from typing import Any
 from httpx import AsyncClient, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.pagination import CursorCodec
 from app.models import User
+from app.repositories.comment import CommentRepository
+from app.repositories.notification import NotificationRepository
+from app.repositories.task import TaskRepository
+from app.services.comment import CommentService
+from app.services.notification import EmailPolicy, NotificationService
+from app.services.task import TaskService
 from tests.conftest import bearer, login, register
 
 Json = dict[str, Any]
@@ -100,3 +107,29 @@ async def create_user(session: AsyncSession, username: str | None = None) -> Use
     session.add(user)
     await session.flush()
     return user
+
+
+CURSOR_KEY = "k" * 40
+
+
+def notification_service(
+    session: AsyncSession, *, email: EmailPolicy | None = None
+) -> NotificationService:
+    return NotificationService(
+        NotificationRepository(session),
+        CursorCodec(CURSOR_KEY),
+        email or EmailPolicy(enabled=False, kinds=frozenset()),
+    )
+
+
+def task_service(session: AsyncSession, *, email: EmailPolicy | None = None) -> TaskService:
+    """A TaskService as the app builds it, on the test's session (e-mail off by default)."""
+    return TaskService(
+        TaskRepository(session), CursorCodec(CURSOR_KEY), notification_service(session, email=email)
+    )
+
+
+def comment_service(session: AsyncSession, tasks: TaskService) -> CommentService:
+    return CommentService(
+        CommentRepository(session), tasks, CursorCodec(CURSOR_KEY), tasks.notifications
+    )

@@ -84,6 +84,31 @@ class Settings(BaseSettings):
     LOG_FILE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     LOG_FILE_BACKUP_COUNT: int = Field(default=5, ge=0)
 
+    # Redis: the Celery broker (unless CELERY_BROKER_URL says otherwise). Unset: jobs run
+    # inside the API process.
+    REDIS_URL: str | None = None
+    CELERY_BROKER_URL: str | None = None
+    # How often the periodic jobs (delivery sweep, reminders) run, in seconds.
+    JOBS_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    REMINDER_WINDOW_SECONDS: int = Field(default=3600, ge=60)
+
+    # E-mail delivery; off unless SMTP_HOST is set.
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = Field(default=25, ge=1, le=65535)
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: SecretStr | None = None
+    SMTP_FROM: str = "Task Manager <noreply@localhost>"
+    SMTP_STARTTLS: bool = False
+    SMTP_SSL: bool = False
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    EMAIL_NOTIFICATION_KINDS: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["task_due_soon", "task_overdue", "comment_added"]
+    )
+    DELIVERY_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+    DELIVERY_BACKOFF_SECONDS: float = Field(default=30.0, gt=0)
+    DELIVERY_BACKOFF_MAX_SECONDS: float = Field(default=3600.0, gt=0)
+    DELIVERY_LEASE_SECONDS: float = Field(default=120.0, gt=0)
+
     ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_ENABLED: bool = True
@@ -105,6 +130,18 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_secret_key_means_none(cls, value: Any) -> Any:
         # `SECRET_KEY=` in a .env is "not set", never an empty signing key.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("EMAIL_NOTIFICATION_KINDS", mode="before")
+    @classmethod
+    def _parse_kinds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [kind.strip() for kind in value.split(",") if kind.strip()]
+        return value
+
+    @field_validator("REDIS_URL", "CELERY_BROKER_URL", "SMTP_HOST", mode="before")
+    @classmethod
+    def _blank_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("ALLOWED_ORIGINS", mode="before")
@@ -142,6 +179,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.async_database_url.startswith("sqlite")
+
+    @property
+    def broker_url(self) -> str | None:
+        """Celery's broker; None means jobs run in-process."""
+        return self.CELERY_BROKER_URL or self.REDIS_URL
+
+    @property
+    def email_enabled(self) -> bool:
+        return self.SMTP_HOST is not None
 
     @property
     def data_directory(self) -> Path:

@@ -3,6 +3,12 @@
 from app.models.auth_session import AuthSession
 from app.models.base import Base
 from app.models.comment import Comment
+from app.models.notification import (
+    DeliveryStatus,
+    Notification,
+    NotificationDelivery,
+    NotificationKind,
+)
 from app.models.refresh_token import RefreshToken
 from app.models.task import Priority, Task, TaskTag
 from app.models.user import User
@@ -11,6 +17,10 @@ __all__ = [
     "AuthSession",
     "Base",
     "Comment",
+    "DeliveryStatus",
+    "Notification",
+    "NotificationDelivery",
+    "NotificationKind",
     "Priority",
     "RefreshToken",
     "Task",

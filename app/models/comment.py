@@ -18,3 +18,5 @@ class Comment(Base):
 
 # Serves "a task's comments, oldest first" with keyset pagination.
 Index("ix_comment_task_created", Comment.task_id, Comment.created_at, Comment.id)
+# Deleting a user cascades to their comments.
+Index("ix_comment_author_id", Comment.author_id)

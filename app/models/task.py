@@ -104,6 +104,13 @@ Index(
     func.coalesce(Task.due_at, DUE_AT_NULL_LAST_ASC),
     Task.id,
 )
+# Serves the reminder sweep: open tasks by due date.
+Index(
+    "ix_task_open_due",
+    Task.due_at,
+    postgresql_where=Task.completed.is_(False),
+    sqlite_where=Task.completed.is_(False),
+)
 Index(
     "ix_task_owner_due_desc",
     Task.owner_id,

@@ -16,6 +16,7 @@ async def liveness() -> Liveness:
 @router.get(
     "/detailed",
     response_model=DetailedHealth,
+    response_model_exclude_none=True,
     responses={503: {"model": DetailedHealth, "description": "The database is unreachable"}},
 )
 async def readiness(
@@ -25,5 +26,5 @@ async def readiness(
     report = await health.check()
     body = DetailedHealth.from_components(report.status, report.components)
     if not report.healthy:
-        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+        return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=503)
     return body

@@ -1,6 +1,6 @@
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Liveness(BaseModel):
@@ -21,6 +21,9 @@ class DetailedHealth(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     database: ComponentHealth
     disk: ComponentHealth
+    broker: ComponentHealth | None = Field(
+        default=None, description="Only when a Celery broker is configured"
+    )
 
     @classmethod
     def from_components(

@@ -2,11 +2,12 @@ from datetime import datetime
 
 from app.core.exceptions import NotFoundError
 from app.core.pagination import CursorCodec, PageResult
-from app.models import Comment, User
+from app.models import Comment, NotificationKind, User
 from app.repositories.base import Keyset
 from app.repositories.comment import CommentRepository
 from app.schemas.comment import CommentCreate
 from app.schemas.common import PageQuery
+from app.services.notification import NotificationService
 from app.services.task import TaskService
 
 COMMENT_NOT_FOUND = "Comment not found"
@@ -17,15 +18,27 @@ class CommentService:
     """Comments live inside a task: every call first asks TaskService whether the user sees it."""
 
     def __init__(
-        self, comments: CommentRepository, tasks: TaskService, cursors: CursorCodec
+        self,
+        comments: CommentRepository,
+        tasks: TaskService,
+        cursors: CursorCodec,
+        notifications: NotificationService,
     ) -> None:
         self.comments = comments
         self.tasks = tasks
         self.cursors = cursors
+        self.notifications = notifications
 
     async def create_comment(self, user: User, task_id: int, data: CommentCreate) -> Comment:
         task = await self.tasks.get_task(user, task_id)
-        return await self.comments.add(Comment(task_id=task.id, author_id=user.id, text=data.text))
+        comment = await self.comments.add(
+            Comment(task_id=task.id, author_id=user.id, text=data.text)
+        )
+        excerpt = data.text if len(data.text) <= 80 else data.text[:79] + "…"
+        await self.notifications.notify(
+            task, NotificationKind.COMMENT_ADDED, f"New comment on {task.title}: {excerpt}"
+        )
+        return comment
 
     async def list_comments(self, user: User, task_id: int, page: PageQuery) -> PageResult[Comment]:
         task = await self.tasks.get_task(user, task_id)

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.repositories.health import ping_database
+from app.repositories.health import ping_database, ping_redis
 
 logger = logging.getLogger(__name__)
 
@@ -25,21 +25,39 @@ class HealthReport:
 
 
 class HealthService:
-    def __init__(self, engine: AsyncEngine, *, data_path: Path, timeout_seconds: float = 2.0):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        data_path: Path,
+        broker_url: str | None = None,
+        timeout_seconds: float = 2.0,
+    ):
         self.engine = engine
         self.data_path = data_path
+        self.broker_url = broker_url
         self.timeout_seconds = timeout_seconds
 
     async def check(self) -> HealthReport:
-        database = await self._check_database()
-        disk = self._check_disk()
-        if database["status"] != "ok":
+        components = {"database": await self._check_database(), "disk": self._check_disk()}
+        if self.broker_url is not None:
+            # Optional: without the broker, requests still work and deliveries wait.
+            components["broker"] = await self._check_broker(self.broker_url)
+        if components["database"]["status"] != "ok":
             status = "unhealthy"  # nothing works without the database
-        elif disk["status"] != "ok":
+        elif any(component["status"] != "ok" for component in components.values()):
             status = "degraded"
         else:
             status = "healthy"
-        return HealthReport(status, {"database": database, "disk": disk})
+        return HealthReport(status, components)
+
+    async def _check_broker(self, url: str) -> dict[str, Any]:
+        try:
+            latency = await ping_redis(url, timeout_seconds=self.timeout_seconds)
+        except Exception as error:  # any failure means "unreachable"; the reason is logged
+            logger.warning("Broker health check failed: %r", error)
+            return {"status": "unavailable", "error": type(error).__name__}
+        return {"status": "ok", "latency_ms": round(latency, 2)}
 
     async def _check_database(self) -> dict[str, Any]:
         try:

@@ -4,19 +4,23 @@ from typing import Any
 
 from app.core.exceptions import NotFoundError, PreconditionFailedError
 from app.core.pagination import CursorCodec, PageResult
-from app.models import Priority, Task, TaskTag, User
+from app.models import NotificationKind, Priority, Task, TaskTag, User
 from app.repositories.base import Keyset
 from app.repositories.task import TaskRepository, sort_value
 from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
+from app.services.notification import NotificationService
 
 TASK_NOT_FOUND = "Task not found"
 VERSION_MISMATCH = "The task has changed since you read it (If-Match does not match)"
 
 
 class TaskService:
-    def __init__(self, tasks: TaskRepository, cursors: CursorCodec) -> None:
+    def __init__(
+        self, tasks: TaskRepository, cursors: CursorCodec, notifications: NotificationService
+    ) -> None:
         self.tasks = tasks
         self.cursors = cursors
+        self.notifications = notifications
 
     async def get_task(self, user: User, task_id: int) -> Task:
         """The one place that decides what a user may see: their own tasks, nothing else.
@@ -42,7 +46,12 @@ class TaskService:
             version=1,
             tag_links=[TaskTag(name=name, position=i) for i, name in enumerate(data.tags)],
         )
-        return await self.tasks.add(task)
+        await self.tasks.add(task)
+        # Same transaction: a task never exists without its notification, nor the reverse.
+        await self.notifications.notify(
+            task, NotificationKind.TASK_CREATED, f"Task created: {task.title}"
+        )
+        return task
 
     async def list_tasks(self, user: User, query: TaskListQuery) -> PageResult[Task]:
         sort, limit = query.sort, query.limit
@@ -64,13 +73,19 @@ class TaskService:
             self._check_version(task.version, if_match)
             return task
         tags: list[str] | None = changes.pop("tags", None)
+        now = datetime.now(UTC)
         updated = await self.tasks.update_for_owner(
-            task_id, user.id, changes, now=datetime.now(UTC), expected_version=if_match
+            task_id, user.id, changes, now=now, expected_version=if_match
         )
         if updated is None:
             raise await self._missing_or_stale(user, task_id)
         if tags is not None:
             await self.tasks.replace_tags(updated.id, tags)
+        # completed_at equals this update's time only when this update completed the task.
+        if changes.get("completed") and updated.completed_at == now:
+            await self.notifications.notify(
+                updated, NotificationKind.TASK_COMPLETED, f"Task completed: {updated.title}"
+            )
         return await self.tasks.load_tags(updated)
 
     async def delete_task(self, user: User, task_id: int, *, if_match: int | None) -> None:

@@ -9,13 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.exceptions import BusinessValidationError, NotFoundError
 from app.core.pagination import CursorCodec
 from app.models import Comment, Task, User
-from app.repositories.comment import CommentRepository
-from app.repositories.task import TaskRepository
 from app.schemas.comment import CommentCreate
 from app.schemas.common import PageQuery
 from app.schemas.task import TaskCreate, TaskListQuery
 from app.services.comment import CommentService
 from app.services.task import TaskService
+from tests import factories
 from tests.factories import create_user
 
 MISSING_ID = 2_000_000_000
@@ -33,12 +32,12 @@ async def stranger(session: AsyncSession) -> User:
 
 @pytest.fixture
 def task_service(session: AsyncSession) -> TaskService:
-    return TaskService(TaskRepository(session), CursorCodec("k" * 40))
+    return factories.task_service(session)
 
 
 @pytest.fixture
 def service(session: AsyncSession, task_service: TaskService) -> CommentService:
-    return CommentService(CommentRepository(session), task_service, CursorCodec("k" * 40))
+    return factories.comment_service(session, task_service)
 
 
 @pytest.fixture

@@ -20,12 +20,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.pagination import CursorCodec
 from app.models import Priority, Task, TaskTag, User
-from app.repositories.task import TaskRepository
 from app.schemas.task import TaskListQuery, TaskSort
 from app.services.task import TaskService
-from tests.factories import create_user
+from tests.factories import create_user, task_service
 
 # ---------------------------------------------------------------------------------------
 # Value pools: small on purpose, so that filters hit and sort keys tie.
@@ -277,7 +275,7 @@ async def page_through(service: TaskService, user: User, params: dict[str, Any])
 async def test_paging_to_the_end_yields_exactly_the_matching_tasks_in_order(
     session: AsyncSession, scenario: Scenario, sort: TaskSort, limit: int
 ) -> None:
-    service = TaskService(TaskRepository(session), CursorCodec(CURSOR_KEY))
+    service = task_service(session)
     params = {**scenario.query, "sort": sort.value, "limit": limit}
     query = TaskListQuery.model_validate(params)  # what the service sees (stripped, lower-cased)
 

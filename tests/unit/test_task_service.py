@@ -8,12 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.exceptions import BusinessValidationError, NotFoundError, PreconditionFailedError
-from app.core.pagination import CursorCodec
 from app.models import Priority, Task, TaskTag, User
-from app.repositories.task import TaskRepository
 from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
 from app.services.task import TaskService
-from tests.factories import create_user
+from tests.factories import create_user, task_service
 
 MISSING_ID = 2_000_000_000
 
@@ -30,7 +28,7 @@ async def stranger(session: AsyncSession) -> User:
 
 @pytest.fixture
 def service(session: AsyncSession) -> TaskService:
-    return TaskService(TaskRepository(session), CursorCodec("k" * 40))
+    return task_service(session)
 
 
 async def make(service: TaskService, user: User, **fields: Any) -> Task:

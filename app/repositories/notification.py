@@ -1,0 +1,186 @@
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.models import (
+    DeliveryStatus,
+    Notification,
+    NotificationDelivery,
+    NotificationKind,
+    Task,
+    User,
+)
+from app.repositories.base import Keyset, Repository
+
+# Set in `session.info` when a delivery is written, so the unit of work can wake the
+# delivery job once the transaction has committed.
+OUTBOX_WRITTEN = "notification_outbox_written"
+
+
+class NotificationRepository(Repository[Notification]):
+    model = Notification
+
+    async def list_for_user(
+        self, user_id: int, *, unread_only: bool, after: Keyset | None, limit: int
+    ) -> list[Notification]:
+        """Newest first (by id, which follows creation order)."""
+        statement = select(Notification).where(Notification.user_id == user_id)
+        if unread_only:
+            statement = statement.where(Notification.read_at.is_(None))
+        if after is not None:
+            statement = statement.where(Notification.id < after.id)
+        statement = statement.order_by(Notification.id.desc()).limit(limit)
+        return list(await self.session.scalars(statement))
+
+    async def mark_read(self, notification_id: int, user_id: int, *, at: datetime) -> bool:
+        """True when the notification is the user's (already read ones stay as they were)."""
+        result = await self.session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.user_id == user_id)
+            .values(read_at=func.coalesce(Notification.read_at, at))
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def mark_all_read(self, user_id: int, *, at: datetime) -> None:
+        await self.session.execute(
+            update(Notification)
+            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+            .values(read_at=at)
+        )
+
+    async def add_email_deliveries(self, notification_ids: Sequence[int], *, now: datetime) -> int:
+        """Queue an e-mail for each of these notifications whose user has an address."""
+        if not notification_ids:
+            return 0
+        source = (
+            select(
+                Notification.id,
+                User.email,
+                literal(DeliveryStatus.PENDING.value),
+                literal(0),
+                literal(now, NotificationDelivery.next_attempt_at.type),
+                literal(now, NotificationDelivery.created_at.type),
+            )
+            .join(User, User.id == Notification.user_id)
+            .where(Notification.id.in_(notification_ids), User.email.is_not(None))
+        )
+        columns = ["notification_id", "recipient", "status", "attempts", "next_attempt_at"]
+        statement = insert(NotificationDelivery).from_select([*columns, "created_at"], source)
+        result = await self.session.execute(statement)
+        queued: int = result.rowcount  # type: ignore[attr-defined]
+        if queued:
+            self.session.info[OUTBOX_WRITTEN] = True
+        return queued
+
+    async def create_reminders(
+        self,
+        kind: NotificationKind,
+        *,
+        due_after: datetime | None,
+        due_until: datetime,
+        now: datetime,
+        message_prefix: str,
+    ) -> list[int]:
+        """Insert one reminder per open task due in (due_after, due_until], once per due time.
+
+        A single INSERT ... SELECT ... ON CONFLICT DO NOTHING against the unique index
+        (task, kind, reminder_due_at): two schedulers running at once cannot both create it.
+        Returns the ids of the reminders created now.
+        """
+        due = Task.due_at <= due_until
+        if due_after is not None:
+            due = and_(Task.due_at > due_after, due)
+        source = select(
+            Task.owner_id,
+            Task.id,
+            literal(kind.value),
+            literal(message_prefix) + Task.title,
+            literal(now, Notification.created_at.type),
+            Task.due_at,
+        ).where(Task.completed.is_(False), Task.due_at.is_not(None), due)
+        columns = ["user_id", "task_id", "kind", "message", "created_at", "reminder_due_at"]
+        statement = (
+            self._upsert()
+            .from_select(columns, source)
+            .on_conflict_do_nothing(index_elements=["task_id", "kind", "reminder_due_at"])
+            .returning(Notification.id)
+        )
+        return list(await self.session.scalars(statement))
+
+    def _upsert(self) -> postgresql.Insert | sqlite.Insert:
+        """The dialect's INSERT, which knows ON CONFLICT (both databases have it)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return postgresql.insert(Notification)
+        return sqlite.insert(Notification)
+
+
+class DeliveryRepository(Repository[NotificationDelivery]):
+    model = NotificationDelivery
+
+    async def due_ids(self, *, now: datetime, limit: int) -> list[int]:
+        """Deliveries ready to (re)try: pending and due, or claimed by a worker that died."""
+        statement = (
+            select(NotificationDelivery.id)
+            .where(
+                or_(
+                    and_(
+                        NotificationDelivery.status == DeliveryStatus.PENDING,
+                        NotificationDelivery.next_attempt_at <= now,
+                    ),
+                    and_(
+                        NotificationDelivery.status == DeliveryStatus.SENDING,
+                        NotificationDelivery.claimed_until < now,
+                    ),
+                )
+            )
+            .order_by(NotificationDelivery.id)
+            .limit(limit)
+        )
+        return list(await self.session.scalars(statement))
+
+    async def claim(self, delivery_id: int, *, now: datetime, until: datetime) -> bool:
+        """Take a delivery for sending: one conditional UPDATE, so only one worker wins it."""
+        result = await self.session.execute(
+            update(NotificationDelivery)
+            .where(
+                NotificationDelivery.id == delivery_id,
+                or_(
+                    and_(
+                        NotificationDelivery.status == DeliveryStatus.PENDING,
+                        NotificationDelivery.next_attempt_at <= now,
+                    ),
+                    and_(
+                        NotificationDelivery.status == DeliveryStatus.SENDING,
+                        NotificationDelivery.claimed_until < now,
+                    ),
+                ),
+            )
+            .values(
+                status=DeliveryStatus.SENDING,
+                claimed_until=until,
+                attempts=NotificationDelivery.attempts + 1,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def get_with_notification(
+        self, delivery_id: int
+    ) -> tuple[NotificationDelivery, Notification, str] | None:
+        statement = (
+            select(NotificationDelivery, Notification, User.username)
+            .join(Notification, Notification.id == NotificationDelivery.notification_id)
+            .join(User, User.id == Notification.user_id)
+            .where(NotificationDelivery.id == delivery_id)
+        )
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    async def finish(self, delivery_id: int, **values: Any) -> None:
+        await self.session.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id == delivery_id)
+            .values(claimed_until=None, **values)
+        )

@@ -1,0 +1,41 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.dependencies import CurrentUser, NotificationServiceDep
+from app.routers.params import NotificationId
+from app.routers.responses import error_responses
+from app.schemas.notification import NotificationListQuery, NotificationPage
+
+router = APIRouter(prefix="/notifications", tags=["notifications"], responses=error_responses(401))
+
+
+@router.get("", response_model=NotificationPage)
+async def list_notifications(
+    user: CurrentUser,
+    notifications: NotificationServiceDep,
+    query: Annotated[NotificationListQuery, Query()],
+) -> NotificationPage:
+    """Your notifications, newest first (`unread=true` for the unread ones only)."""
+    page = await notifications.list_notifications(user.id, query)
+    return NotificationPage.model_validate(page, from_attributes=True)
+
+
+@router.post("/read-all", status_code=status.HTTP_204_NO_CONTENT)
+async def mark_all_notifications_read(
+    user: CurrentUser, notifications: NotificationServiceDep
+) -> None:
+    """Mark every notification of yours as read."""
+    await notifications.mark_all_read(user.id)
+
+
+@router.post(
+    "/{notification_id}/read",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
+async def mark_notification_read(
+    notification_id: NotificationId, user: CurrentUser, notifications: NotificationServiceDep
+) -> None:
+    """Mark one notification as read (reading it twice keeps the first time)."""
+    await notifications.mark_read(user.id, notification_id)

@@ -1,0 +1,24 @@
+from datetime import datetime
+
+from pydantic import Field
+
+from app.schemas.common import Page, PageQuery, ResponseModel
+
+
+class NotificationRead(ResponseModel):
+    id: int
+    kind: str = Field(
+        description="task_created, task_completed, comment_added, task_due_soon, "
+        "task_overdue; more may come: ignore kinds you do not know"
+    )
+    task_id: int | None
+    message: str
+    created_at: datetime
+    read_at: datetime | None
+
+
+NotificationPage = Page[NotificationRead]
+
+
+class NotificationListQuery(PageQuery):
+    unread: bool = Field(default=False, description="Only notifications not yet read")

@@ -1,0 +1,97 @@
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from app.core.exceptions import NotFoundError
+from app.core.pagination import CursorCodec, PageResult
+from app.models import Notification, NotificationKind, Task
+from app.repositories.base import Keyset
+from app.repositories.notification import NotificationRepository
+from app.schemas.notification import NotificationListQuery
+
+NOTIFICATION_NOT_FOUND = "Notification not found"
+CURSOR_SCOPE = "notifications"
+DUE_SOON_PREFIX = "Task due soon: "
+OVERDUE_PREFIX = "Task overdue: "
+
+
+@dataclass(frozen=True, slots=True)
+class EmailPolicy:
+    """Which notifications also leave the system as e-mail (none when SMTP is not set up)."""
+
+    enabled: bool
+    kinds: frozenset[str]
+
+    def wants(self, kind: NotificationKind) -> bool:
+        return self.enabled and kind.value in self.kinds
+
+
+class NotificationService:
+    def __init__(
+        self, notifications: NotificationRepository, cursors: CursorCodec, email: EmailPolicy
+    ) -> None:
+        self.notifications = notifications
+        self.cursors = cursors
+        self.email = email
+
+    async def notify(self, task: Task, kind: NotificationKind, message: str) -> Notification:
+        """Record a notification for the task's owner, in the caller's transaction."""
+        notification = await self.notifications.add(
+            Notification(user_id=task.owner_id, task_id=task.id, kind=kind, message=message)
+        )
+        if self.email.wants(kind):
+            await self.notifications.add_email_deliveries([notification.id], now=datetime.now(UTC))
+        return notification
+
+    async def list_notifications(
+        self, user_id: int, query: NotificationListQuery
+    ) -> PageResult[Notification]:
+        after = None
+        if query.cursor:
+            _, row_id = self.cursors.decode_keyset(query.cursor, scope=CURSOR_SCOPE, parse=int)
+            after = Keyset(row_id, row_id)
+        rows = await self.notifications.list_for_user(
+            user_id, unread_only=query.unread, after=after, limit=query.limit + 1
+        )
+        items, more = rows[: query.limit], len(rows) > query.limit
+        next_cursor = None
+        if more:
+            last = items[-1].id
+            next_cursor = self.cursors.encode_keyset(scope=CURSOR_SCOPE, value=last, row_id=last)
+        return PageResult(items, next_cursor)
+
+    async def mark_read(self, user_id: int, notification_id: int) -> None:
+        if not await self.notifications.mark_read(notification_id, user_id, at=datetime.now(UTC)):
+            raise NotFoundError(NOTIFICATION_NOT_FOUND)
+
+    async def mark_all_read(self, user_id: int) -> None:
+        await self.notifications.mark_all_read(user_id, at=datetime.now(UTC))
+
+    async def create_reminders(self, *, now: datetime, window: timedelta) -> dict[str, int]:
+        """Due-soon and overdue reminders for every open task; each exactly once per due time.
+
+        Safe to run from several schedulers at once (a unique index decides).
+        """
+        overdue = await self.notifications.create_reminders(
+            NotificationKind.TASK_OVERDUE,
+            due_after=None,
+            due_until=now,
+            now=now,
+            message_prefix=OVERDUE_PREFIX,
+        )
+        due_soon = await self.notifications.create_reminders(
+            NotificationKind.TASK_DUE_SOON,
+            due_after=now,
+            due_until=now + window,
+            now=now,
+            message_prefix=DUE_SOON_PREFIX,
+        )
+        for kind, ids in (
+            (NotificationKind.TASK_OVERDUE, overdue),
+            (NotificationKind.TASK_DUE_SOON, due_soon),
+        ):
+            if self.email.wants(kind):
+                await self.notifications.add_email_deliveries(ids, now=now)
+        return {
+            NotificationKind.TASK_OVERDUE: len(overdue),
+            NotificationKind.TASK_DUE_SOON: len(due_soon),
+        }
