@@ -6,6 +6,7 @@ lifespan, `start()`/`stop()`. Neither may slow or fail a request.
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import Protocol
 
@@ -41,7 +42,10 @@ class InProcessJobs:
         if self._delivery is not None and not self._delivery.done():
             self._again = True  # the running sweep goes round once more
             return
-        self._delivery = asyncio.get_running_loop().create_task(self._deliver())
+        # A fresh context: the job's log lines must not carry the request's id.
+        self._delivery = asyncio.get_running_loop().create_task(
+            self._deliver(), context=contextvars.Context()
+        )
 
     async def _deliver(self) -> None:
         self._again = True
