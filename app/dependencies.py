@@ -9,7 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.database import unit_of_work
-from app.core.exceptions import AuthenticationError, PreconditionFailedError
+from app.core.exceptions import (
+    AuthenticationError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+)
 from app.core.pagination import CursorCodec
 from app.core.security import PasswordHasher, TokenClaims, TokenCodec
 from app.models import User
@@ -18,6 +22,7 @@ from app.repositories.comment import CommentRepository
 from app.repositories.notification import OUTBOX_WRITTEN, NotificationRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
+from app.services.admin import AdminService
 from app.services.auth import AuthService
 from app.services.comment import CommentService
 from app.services.health import HealthService
@@ -119,6 +124,23 @@ def get_current_token(current: CurrentAuth) -> TokenClaims:
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 CurrentToken = Annotated[TokenClaims, Depends(get_current_token)]
+
+
+def get_current_admin(user: CurrentUser) -> User:
+    """Admin routes take this dependency, not an `if` in the handler."""
+    if not user.is_admin:
+        raise PermissionDeniedError("Administrator role required")
+    return user
+
+
+CurrentAdmin = Annotated[User, Depends(get_current_admin)]
+
+
+def get_admin_service(session: SessionDep, cursors: CursorCodecDep) -> AdminService:
+    return AdminService(UserRepository(session), AuthSessionRepository(session), cursors)
+
+
+AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
 
 
 def get_health_service(request: Request, settings: SettingsDep) -> HealthService:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import ConfigurationError, Environment, Settings, get_settings
@@ -19,9 +20,11 @@ from app.exception_handlers import register_exception_handlers
 from app.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
+    SecurityHeadersMiddleware,
     TrailingSlashMiddleware,
+    TrustedHostMiddleware,
 )
-from app.routers import auth, comments, health, notifications, tasks
+from app.routers import admin, auth, comments, health, notifications, tasks
 from app.services.notification import EmailPolicy
 from app.workers.jobs import JobContext
 from app.workers.runner import CeleryJobs, InProcessJobs, JobRunner
@@ -86,6 +89,20 @@ def create_app(
     # Added innermost first: the request id wraps everything, so every response has it.
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    if settings.ALLOWED_ORIGINS:
+        # Bearer tokens, no cookies: credentials are never allowed, so "*" stays safe.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.ALLOWED_ORIGINS,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
+    if settings.TRUSTED_HOSTS:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.TRUSTED_HOSTS)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
     register_exception_handlers(app)
@@ -94,6 +111,7 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(comments.router)
     app.include_router(notifications.router)
+    app.include_router(admin.router)
     return app
 
 

@@ -155,3 +155,71 @@ class TrailingSlashMiddleware:
             if isinstance(raw_path, bytes):
                 scope["raw_path"] = raw_path.rstrip(b"/") or b"/"
         await self.app(scope, receive, send)
+
+
+DOCS_PATHS = ("/docs", "/redoc")
+# The API serves JSON only: nothing may load, frame or run anything from it.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI and ReDoc load their scripts and styles from jsDelivr and run inline setup.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "worker-src 'self' blob:; frame-ancestors 'none'"
+)
+
+
+class SecurityHeadersMiddleware:
+    """Security headers on every response, errors included.
+
+    `Cache-Control: no-store` goes on anything answering an authenticated request and on
+    everything under /auth (tokens): no proxy or browser cache may keep them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        private = path.startswith("/auth") or "authorization" in Headers(scope=scope)
+        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["X-Frame-Options"] = "DENY"
+                headers.setdefault("Content-Security-Policy", csp)
+                if private:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class TrustedHostMiddleware:
+    """Refuses requests whose Host is not one of TRUSTED_HOSTS (JSON 400, like every error).
+
+    Entries are exact host names or `*.example.com`; an empty list allows any host.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.exact = {host.lower() for host in allowed_hosts if not host.startswith("*.")}
+        self.suffixes = tuple(host[1:].lower() for host in allowed_hosts if host.startswith("*."))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._allowed(Headers(scope=scope).get("host", "")):
+            await self.app(scope, receive, send)
+            return
+        await send_json(send, 400, {"detail": "Invalid host header"}, _current_id())
+
+    def _allowed(self, host_header: str) -> bool:
+        host = (
+            host_header.rsplit(":", 1)[0].lower() if not host_header.endswith("]") else host_header
+        )
+        return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))

@@ -6,8 +6,9 @@ Every value can be overridden from the environment (WEB_CONCURRENCY, HOST, PORT,
 
 import os
 
-# The maintained uvicorn worker (uvicorn.workers.UvicornWorker is deprecated).
-worker_class = "uvicorn_worker.UvicornWorker"
+# The maintained uvicorn-worker package (uvicorn.workers.UvicornWorker is deprecated),
+# subclassed in app/uvicorn_worker.py only to drop the Server header.
+worker_class = "app.uvicorn_worker.UvicornWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 bind = os.environ.get(
     "GUNICORN_BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     DELIVERY_LEASE_SECONDS: float = Field(default=120.0, gt=0)
 
     ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Host names this service answers to (`api.example.com`, `*.example.com`); empty = any.
+    TRUSTED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_ENABLED: bool = True
 
@@ -144,7 +146,7 @@ class Settings(BaseSettings):
     def _blank_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("ALLOWED_ORIGINS", mode="before")
+    @field_validator("ALLOWED_ORIGINS", "TRUSTED_HOSTS", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
         """Accept the guide's JSON list (`["https://a"]`) and a plain comma-separated list."""

@@ -14,6 +14,13 @@ class UserRepository(Repository[User]):
         statement = select(User).where(func.lower(User.username) == username.lower())
         return await self.session.scalar(statement)
 
+    async def list_after(self, *, after_id: int | None, limit: int) -> list[User]:
+        """Every user by id (the administrators' list), keyset-paginated."""
+        statement = select(User).order_by(User.id).limit(limit)
+        if after_id is not None:
+            statement = statement.where(User.id > after_id)
+        return list(await self.session.scalars(statement))
+
     async def add(self, instance: User) -> User:
         """Insert; a username taken meanwhile (a race the caller's check missed) is a 409."""
         try:

@@ -1,8 +1,16 @@
 from datetime import datetime
+from typing import Self
 
-from pydantic import EmailStr
+from pydantic import EmailStr, model_validator
 
-from app.schemas.common import Password, PasswordAttempt, RequestModel, ResponseModel, Username
+from app.schemas.common import (
+    Page,
+    Password,
+    PasswordAttempt,
+    RequestModel,
+    ResponseModel,
+    Username,
+)
 
 
 class UserCreate(RequestModel):
@@ -29,3 +37,20 @@ class UserRead(ResponseModel):
     is_active: bool
     is_admin: bool
     created_at: datetime
+
+
+class AdminUserUpdate(RequestModel):
+    """What an administrator may change on an account; fields left out stay as they are."""
+
+    is_active: bool | None = None
+    is_admin: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+UserPage = Page[UserRead]

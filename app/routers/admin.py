@@ -1,0 +1,34 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.dependencies import AdminServiceDep, CurrentAdmin
+from app.routers.params import UserId
+from app.routers.responses import error_responses
+from app.schemas.common import PageQuery
+from app.schemas.user import AdminUserUpdate, UserPage, UserRead
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403))
+
+
+@router.get("/users", response_model=UserPage)
+async def list_users(
+    _admin: CurrentAdmin, admin: AdminServiceDep, page: Annotated[PageQuery, Query()]
+) -> UserPage:
+    """Every account, by id."""
+    result = await admin.list_users(page)
+    return UserPage.model_validate(result, from_attributes=True)
+
+
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserRead,
+    responses=error_responses(
+        400, 404, s400="Administrators cannot deactivate or demote themselves"
+    ),
+)
+async def update_user(
+    user_id: UserId, data: AdminUserUpdate, current: CurrentAdmin, admin: AdminServiceDep
+) -> UserRead:
+    """Activate or deactivate an account, grant or remove the admin role (effective at once)."""
+    return UserRead.model_validate(await admin.update_user(current, user_id, data))
