@@ -47,6 +47,8 @@ def serve(
     if workers > 1:
         from app.core.migrations import PROJECT_ROOT
 
+        # The config file reads the worker count from here too (see its identity-cache note).
+        os.environ["WEB_CONCURRENCY"] = str(workers)
         # exec: gunicorn becomes this process, so signals reach the master directly.
         argv = [
             sys.executable,

@@ -19,6 +19,7 @@ from app.core.security import PasswordHasher, TokenClaims, TokenCodec
 from app.models import User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
 from app.repositories.comment import CommentRepository
+from app.repositories.identity_cache import IDENTITY_CHANGED
 from app.repositories.notification import OUTBOX_WRITTEN, NotificationRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
@@ -48,11 +49,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     instead of a 2xx for a write that was lost.
     """
     write = request.method not in READ_ONLY_METHODS
-    async with unit_of_work(request.app.state.session_factory, write=write) as session:
+
+    async def after_commit(session: AsyncSession) -> None:
+        changed_users = session.info.get(IDENTITY_CHANGED)
+        if changed_users:
+            # After the commit, so no reader can re-cache the state from before it.
+            await request.app.state.identity_cache.invalidate_users(changed_users)
+        if session.info.get(OUTBOX_WRITTEN):
+            # Wake the delivery job (it never delays or fails this response).
+            request.app.state.jobs.outbox_written()
+
+    factory = request.app.state.session_factory
+    async with unit_of_work(factory, write=write, after_commit=after_commit) as session:
         yield session
-    if session.info.get(OUTBOX_WRITTEN):
-        # Committed: wake the delivery job (it never delays or fails this response).
-        request.app.state.jobs.outbox_written()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -84,14 +93,17 @@ def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserServ
 
 
 def get_auth_service(
-    session: SessionDep, hasher: PasswordHasherDep, tokens: TokenCodecDep
+    request: Request, session: SessionDep, hasher: PasswordHasherDep, tokens: TokenCodecDep
 ) -> AuthService:
+    read_only = request.method in READ_ONLY_METHODS
     return AuthService(
         users=UserRepository(session),
         sessions=AuthSessionRepository(session),
         refresh_tokens=RefreshTokenRepository(session),
         hasher=hasher,
         tokens=tokens,
+        # Writes read the real row: they may change the user, and must see every revocation.
+        identity_cache=request.app.state.identity_cache if read_only else None,
     )
 
 

@@ -19,6 +19,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
     (errors.PreconditionFailedError, 412),
     (errors.BusinessValidationError, 422),
     (errors.InvalidRequestError, 400),
+    (errors.RateLimitedError, 429),
 )
 
 
@@ -33,8 +34,20 @@ async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, errors.DomainError)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, errors.RateLimitedError):
+        headers = rate_limit_headers(exc)
     logger.info("%s: %s", type(exc).__name__, exc.detail)
     return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
+
+
+def rate_limit_headers(exc: errors.RateLimitedError) -> dict[str, str]:
+    """Retry-After in whole seconds, and the X-RateLimit-* trio (Reset: seconds from now)."""
+    headers = {"Retry-After": str(exc.retry_after)}
+    if exc.limit is not None:
+        headers["X-RateLimit-Limit"] = str(exc.limit)
+        headers["X-RateLimit-Remaining"] = "0"
+        headers["X-RateLimit-Reset"] = str(exc.retry_after)
+    return headers
 
 
 async def handle_http_exception(_request: Request, exc: Exception) -> JSONResponse:

@@ -24,6 +24,12 @@ from app.middleware import (
     TrailingSlashMiddleware,
     TrustedHostMiddleware,
 )
+from app.repositories.identity_cache import (
+    CacheBackend,
+    IdentityCache,
+    MemoryBackend,
+    RedisBackend,
+)
 from app.routers import admin, auth, comments, health, notifications, tasks
 from app.services.notification import EmailPolicy
 from app.workers.jobs import JobContext
@@ -60,6 +66,7 @@ def create_app(
         await app.state.jobs.start()
         yield
         await app.state.jobs.stop()
+        await app.state.identity_cache.close()
         app.state.password_hasher.close()
         await engine.dispose()
 
@@ -85,6 +92,7 @@ def create_app(
         settings.email_enabled, frozenset(settings.EMAIL_NOTIFICATION_KINDS)
     )
     app.state.jobs = create_job_runner(settings, app.state.session_factory)
+    app.state.identity_cache = create_identity_cache(settings)
 
     # Added innermost first: the request id wraps everything, so every response has it.
     app.add_middleware(TrailingSlashMiddleware)
@@ -123,6 +131,18 @@ def create_job_runner(
         return CeleryJobs()
     context = JobContext.create(settings, session_factory)
     return InProcessJobs(context, interval_seconds=settings.JOBS_INTERVAL_SECONDS)
+
+
+def create_identity_cache(settings: Settings) -> IdentityCache:
+    """Redis when configured (shared by every worker), else this process's memory.
+
+    Without Redis, several worker processes could not tell each other about a change, so
+    the per-process cache is only used by a single-process server (see gunicorn.conf.py).
+    """
+    backend: CacheBackend = (
+        RedisBackend(settings.REDIS_URL) if settings.REDIS_URL else MemoryBackend()
+    )
+    return IdentityCache(backend, ttl_seconds=settings.AUTH_CACHE_TTL_SECONDS)
 
 
 def _create_default_app() -> FastAPI:

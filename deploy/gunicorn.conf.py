@@ -32,3 +32,9 @@ if control_socket_path:
     control_socket = control_socket_path
 else:
     control_socket_disable = True
+
+# Without Redis each worker would keep its own identity cache, and a deactivation handled by
+# one worker could not reach the others' copies: several workers without REDIS_URL run with
+# the cache off (an explicit AUTH_CACHE_TTL_SECONDS still wins).
+if workers > 1 and not os.environ.get("REDIS_URL"):
+    os.environ.setdefault("AUTH_CACHE_TTL_SECONDS", "0")

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.rate_limit import parse_limit
+
 # Values published in docs and examples (the guide's own among them): never a real secret.
 KNOWN_EXAMPLE_SECRETS = frozenset(
     {
@@ -84,9 +86,12 @@ class Settings(BaseSettings):
     LOG_FILE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     LOG_FILE_BACKUP_COUNT: int = Field(default=5, ge=0)
 
-    # Redis: the Celery broker (unless CELERY_BROKER_URL says otherwise). Unset: jobs run
-    # inside the API process.
+    # Redis: the Celery broker (unless CELERY_BROKER_URL says otherwise) and the shared
+    # identity cache. Unset: jobs run inside the API process, the cache is per process.
     REDIS_URL: str | None = None
+    # How long a token's user may be served from the identity cache (read-only requests);
+    # 0 turns the cache off. Changes invalidate it at once (see ARCHITECTURE.md).
+    AUTH_CACHE_TTL_SECONDS: float = Field(default=30.0, ge=0)
     CELERY_BROKER_URL: str | None = None
     # How often the periodic jobs (delivery sweep, reminders) run, in seconds.
     JOBS_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
@@ -114,6 +119,18 @@ class Settings(BaseSettings):
     TRUSTED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_ENABLED: bool = True
+
+    # Rate limits in `limits` notation ("5/minute", "100 per hour"), checked at start-up.
+    # With REDIS_URL the counts are shared by every worker and instance; else per process.
+    RATE_LIMIT_ENABLED: bool = True
+    RATE_LIMIT_LOGIN_USERNAME: str = "5/minute"  # failed logins per username
+    RATE_LIMIT_LOGIN_IP: str = "20/minute"  # login attempts per client address
+    RATE_LIMIT_REGISTER_IP: str = "10/minute"
+    RATE_LIMIT_REFRESH_IP: str = "20/minute"
+    RATE_LIMIT_DEFAULT: str = "600/minute"  # requests per user on authenticated routes
+    # Peers whose X-Forwarded-For/-Proto are believed (uvicorn's and gunicorn's setting of
+    # the same name, passed to both): the client address is the one the trusted proxy saw.
+    FORWARDED_ALLOW_IPS: str = "127.0.0.1"
 
     # Where the secret came from, for the start-up warning outside production.
     _secret_key_source: str = PrivateAttr(default="environment")
@@ -145,6 +162,23 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(
+        "RATE_LIMIT_LOGIN_USERNAME",
+        "RATE_LIMIT_LOGIN_IP",
+        "RATE_LIMIT_REGISTER_IP",
+        "RATE_LIMIT_REFRESH_IP",
+        "RATE_LIMIT_DEFAULT",
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        parse_limit(value)  # a ValueError becomes "RATE_LIMIT_...: <reason>", one line
+        return value.strip()
+
+    @field_validator("FORWARDED_ALLOW_IPS")
+    @classmethod
+    def _normalise_forwarded_allow_ips(cls, value: str) -> str:
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
 
     @field_validator("ALLOWED_ORIGINS", "TRUSTED_HOSTS", mode="before")
     @classmethod

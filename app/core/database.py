@@ -1,6 +1,6 @@
 """Engine and session factory, and the unit of work: one transaction, committed in one place."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -88,26 +88,39 @@ def create_session_factory(bind: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
+AfterCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
 @asynccontextmanager
 async def unit_of_work(
-    session_factory: async_sessionmaker[AsyncSession], *, write: bool = True
+    session_factory: async_sessionmaker[AsyncSession],
+    *,
+    write: bool = True,
+    after_commit: AfterCommit | None = None,
 ) -> AsyncIterator[AsyncSession]:
     """One transaction: committed when the block succeeds, rolled back when it raises.
 
     This and nothing else commits. A domain error that says `keep_changes` (token theft
-    detection) is committed before it propagates.
+    detection) is committed before it propagates. `after_commit` runs after every commit
+    (cache invalidation, waking background jobs), never after a rollback.
     """
     options = {SQLITE_BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"}
     async with session_factory(execution_options=options) as session:
         try:
             yield session
         except DomainError as error:
-            if error.keep_changes:
-                await session.commit()
-            else:
+            if not error.keep_changes:
                 await session.rollback()
+                raise
+            await _commit(session, after_commit)
             raise
         except BaseException:
             await session.rollback()
             raise
-        await session.commit()
+        await _commit(session, after_commit)
+
+
+async def _commit(session: AsyncSession, after_commit: AfterCommit | None) -> None:
+    await session.commit()
+    if after_commit is not None:
+        await after_commit(session)

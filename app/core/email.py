@@ -39,8 +39,9 @@ class EmailSender:
 
     @property
     def sender_domain(self) -> str:
-        address = parseaddr(self.sender)[1]
-        return address.rpartition("@")[2] or "localhost"
+        # A bare local part ("noreply") has no domain: rpartition would hand back the whole.
+        _, at, domain = parseaddr(self.sender)[1].rpartition("@")
+        return domain if at and domain else "localhost"
 
     def build(self, email: OutgoingEmail) -> EmailMessage:
         message = EmailMessage()

@@ -48,3 +48,18 @@ class PreconditionFailedError(DomainError):
 
 class BusinessValidationError(DomainError):
     """Input that passed the schema but is invalid for the business (a tampered cursor)."""
+
+
+class RateLimitedError(DomainError):
+    """Too many requests for a limit; the caller may try again after `retry_after` seconds.
+
+    `limit` (the allowance of the limit that was hit) feeds the X-RateLimit-* headers.
+    """
+
+    def __init__(
+        self, retry_after: int, *, limit: int | None = None, detail: str | None = None
+    ) -> None:
+        self.retry_after = max(1, retry_after)
+        self.limit = limit
+        unit = "second" if self.retry_after == 1 else "seconds"
+        super().__init__(detail or f"Too many requests; try again in {self.retry_after} {unit}")

@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 from app.core.exceptions import (
@@ -10,6 +11,7 @@ from app.core.exceptions import (
 from app.core.security import PasswordHasher, TokenClaims, TokenCodec, TokenType
 from app.models import AuthSession, RefreshToken, User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
+from app.repositories.identity_cache import IdentityCache
 from app.repositories.user import UserRepository
 from app.schemas.auth import TokenPair
 
@@ -26,12 +28,15 @@ class AuthService:
         refresh_tokens: RefreshTokenRepository,
         hasher: PasswordHasher,
         tokens: TokenCodec,
+        identity_cache: IdentityCache | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.refresh_tokens = refresh_tokens
         self.hasher = hasher
         self.tokens = tokens
+        # Given for read-only requests only: writes must see (and may change) the real row.
+        self.identity_cache = identity_cache
 
     async def login(self, username: str, password: str) -> TokenPair:
         user = await self.users.get_by_username(username)
@@ -86,12 +91,20 @@ class AuthService:
         await self.users.session.flush()
 
     async def _active_user_for(self, claims: TokenClaims) -> User:
-        user = await self.sessions.get_active_user(claims.session_id, claims.user_id)
+        user = await self._live_session_user(claims)
         if user is None:
             raise AuthenticationError("Session has been revoked or the user no longer exists")
         if not user.is_active:
             raise AuthenticationError("This account is inactive")
         return user
+
+    async def _live_session_user(self, claims: TokenClaims) -> User | None:
+        def load() -> Awaitable[User | None]:
+            return self.sessions.get_active_user(claims.session_id, claims.user_id)
+
+        if self.identity_cache is None:
+            return await load()
+        return await self.identity_cache.get_or_load(claims.session_id, claims.user_id, load)
 
     async def _issue_pair(self, user_id: int, session_id: str) -> TokenPair:
         access = self.tokens.issue(TokenType.ACCESS, user_id=user_id, session_id=session_id)

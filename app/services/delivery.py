@@ -30,7 +30,11 @@ class RetryPolicy:
 
     def delay_after(self, attempts: int) -> timedelta:
         """Exponential backoff: backoff, then twice that, four times, ... up to backoff_max."""
-        return min(self.backoff * (1 << max(attempts - 1, 0)), self.backoff_max)
+        factor = 1 << min(max(attempts - 1, 0), 64)
+        # Compared before multiplying: backoff * 2**42 is beyond what a timedelta can hold.
+        if factor >= self.backoff_max / self.backoff:
+            return self.backoff_max
+        return self.backoff * factor
 
 
 class DeliveryService:
