@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +44,13 @@ def task_manager_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
 
 
-def server_environment(database_url: str) -> dict[str, str]:
+def server_environment(
+    database_url: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of the server (and of any process that must share its settings).
+
+    `extra` is applied last: e.g. REDIS_URL, SMTP_HOST, JOBS_INTERVAL_SECONDS.
+    """
     env = dict(os.environ)
     env.update(
         {
@@ -64,6 +70,7 @@ def server_environment(database_url: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.update(extra or {})
     return env
 
 
@@ -161,12 +168,14 @@ def _fail(message: str, server: ServerProcess | None, extra: str = "") -> None:
     raise AssertionError(f"{message}\n--- server output ---\n{extra}{output}")
 
 
-async def migrate(database_url: str, workdir: Path) -> None:
+async def migrate(
+    database_url: str, workdir: Path, *, env: Mapping[str, str] | None = None
+) -> None:
     result = await asyncio.to_thread(
         subprocess.run,
         [*task_manager_command(), "migrate"],
         cwd=workdir,
-        env=server_environment(database_url),
+        env=server_environment(database_url, env),
         capture_output=True,
         timeout=MIGRATE_TIMEOUT_SECONDS,
         check=False,
@@ -178,9 +187,18 @@ async def migrate(database_url: str, workdir: Path) -> None:
         )
 
 
-async def start_server(database_url: str, workdir: Path, *, workers: int = 2) -> ServerProcess:
-    """Migrate, then serve; returns once every worker has answered GET /health."""
-    await migrate(database_url, workdir)
+async def start_server(
+    database_url: str,
+    workdir: Path,
+    *,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+) -> ServerProcess:
+    """Migrate, then serve; returns once every worker has answered GET /health.
+
+    `env` adds to (or overrides) the server's environment, see `server_environment()`.
+    """
+    await migrate(database_url, workdir, env=env)
     port = free_port()
     log_path = workdir / "server.log"
     log_file = log_path.open("wb")
@@ -197,7 +215,7 @@ async def start_server(database_url: str, workdir: Path, *, workers: int = 2) ->
             str(workers),
         ],
         cwd=workdir,
-        env=server_environment(database_url),
+        env=server_environment(database_url, env),
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
