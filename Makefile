@@ -12,7 +12,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
-        lock ci clean
+        lock ci clean stack stack-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,14 @@ format: $(DEV_STAMP) ## Format and auto-fix
 lock: $(DEV_STAMP) ## Re-pin requirements*.txt from pyproject.toml
 	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements.txt pyproject.toml
 	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links --extra dev -o requirements-dev.txt pyproject.toml
+
+# The production topology natively (no Docker): nginx :8080, 2 API instances x 2 gunicorn
+# workers, Celery worker + beat, local PostgreSQL and Redis, an SMTP sink. docs/deployment.md.
+stack: $(DEV_STAMP) ## Start nginx + 2 API instances + Celery + an SMTP sink on 127.0.0.1:8080
+	@BIN=$(BIN) scripts/stack up
+
+stack-down: ## Stop everything make stack started
+	@scripts/stack down
 
 ci: ## What CI runs: lint, both databases, coverage floor, migrations round trip
 	bash .ci/run

@@ -49,6 +49,9 @@ def serve(
 
         # The config file reads the worker count from here too (see its identity-cache note).
         os.environ["WEB_CONCURRENCY"] = str(workers)
+        # And the trusted proxies (gunicorn.conf.py sets forwarded_allow_ips from it), so a
+        # value from .env reaches gunicorn as well.
+        os.environ["FORWARDED_ALLOW_IPS"] = settings.FORWARDED_ALLOW_IPS
         # exec: gunicorn becomes this process, so signals reach the master directly.
         argv = [
             sys.executable,
@@ -71,7 +74,10 @@ def serve(
         port=port,
         reload=reload,
         log_config=None,  # the app configures logging itself (request ids, JSON)
+        # X-Forwarded-For/-Proto are believed only from these peers: the client address
+        # (rate limits, logs) is the one the trusted proxy saw, never a client's claim.
         proxy_headers=True,
+        forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS,
         server_header=False,
     )
 

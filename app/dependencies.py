@@ -1,10 +1,13 @@
 """HTTP wiring: Annotated aliases that routers declare. No business rules here."""
 
+import math
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Form, Header, Request, Response
 from fastapi.security import OAuth2PasswordBearer
+from limits import RateLimitItem
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -13,8 +16,10 @@ from app.core.exceptions import (
     AuthenticationError,
     PermissionDeniedError,
     PreconditionFailedError,
+    RateLimitedError,
 )
 from app.core.pagination import CursorCodec
+from app.core.rate_limit import RateLimiter, RateLimitResult, RateLimits
 from app.core.security import PasswordHasher, TokenClaims, TokenCodec
 from app.models import User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
@@ -23,6 +28,7 @@ from app.repositories.identity_cache import IDENTITY_CHANGED
 from app.repositories.notification import OUTBOX_WRITTEN, NotificationRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
+from app.schemas.common import PasswordAttempt
 from app.services.admin import AdminService
 from app.services.auth import AuthService
 from app.services.comment import CommentService
@@ -110,17 +116,124 @@ def get_auth_service(
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
+
+# --- Rate limits (RATE_LIMIT_*; off with RATE_LIMIT_ENABLED=false) -------------------------
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the trusted proxy saw it.
+
+    uvicorn (proxy_headers, forwarded_allow_ips=FORWARDED_ALLOW_IPS, also under gunicorn)
+    has already put the X-Forwarded-For address into the ASGI scope when, and only when, the
+    peer is a trusted proxy. Never parse the header here: anyone can send one.
+    """
+    return request.client.host if request.client else "unknown"
+
+
+def _enabled_limits(request: Request) -> RateLimits | None:
+    limits: RateLimits = request.app.state.rate_limits
+    return limits if limits.enabled else None
+
+
+def _rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def _set_rate_limit_headers(response: Response, result: RateLimitResult) -> None:
+    response.headers["X-RateLimit-Limit"] = str(result.limit)
+    response.headers["X-RateLimit-Remaining"] = str(result.remaining)
+    response.headers["X-RateLimit-Reset"] = str(math.ceil(result.reset_after_seconds))
+
+
+async def _enforce(request: Request, response: Response, limit: RateLimitItem, *keys: str) -> None:
+    result = await _rate_limiter(request).hit(limit, *keys)
+    if not result.allowed:
+        raise RateLimitedError(result.retry_after, limit=result.limit)
+    _set_rate_limit_headers(response, result)
+
+
+async def limit_login_by_address(request: Request, response: Response) -> None:
+    """Every login attempt counts against the client address (RATE_LIMIT_LOGIN_IP)."""
+    if limits := _enabled_limits(request):
+        await _enforce(request, response, limits.login_ip, "login-ip", client_address(request))
+
+
+async def limit_register_by_address(request: Request, response: Response) -> None:
+    """Every registration attempt counts against the client address (RATE_LIMIT_REGISTER_IP)."""
+    if limits := _enabled_limits(request):
+        await _enforce(
+            request, response, limits.register_ip, "register-ip", client_address(request)
+        )
+
+
+async def limit_refresh_by_address(request: Request, response: Response) -> None:
+    """Every refresh attempt counts against the client address (RATE_LIMIT_REFRESH_IP)."""
+    if limits := _enabled_limits(request):
+        await _enforce(request, response, limits.refresh_ip, "refresh-ip", client_address(request))
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCredentials:
+    username: str
+    password: str
+
+
+async def login_credentials(
+    request: Request,
+    username: Annotated[str, Form(max_length=50)],
+    password: Annotated[PasswordAttempt, Form()],
+) -> AsyncIterator[LoginCredentials]:
+    """The login form, guarded by the username's failed-login budget (RATE_LIMIT_LOGIN_USERNAME).
+
+    A spent budget refuses the attempt before the password is verified, so not even the
+    right password gets past it; an attempt that fails authentication spends one unit.
+    Declared with scope="function": the failure is counted as soon as the handler raises.
+    """
+    credentials = LoginCredentials(username.strip(), password)
+    limits = _enabled_limits(request)
+    if limits is None:
+        yield credentials
+        return
+    limiter = _rate_limiter(request)
+    # Usernames are unique case-insensitively: "Alice" and "alice" share one budget.
+    key = credentials.username.lower()
+    budget = await limiter.peek(limits.login_username, "login-username", key)
+    if not budget.allowed:
+        raise RateLimitedError(budget.retry_after, limit=budget.limit)
+    try:
+        yield credentials
+    except AuthenticationError:
+        await limiter.hit(limits.login_username, "login-username", key)
+        raise
+
+
+LoginForm = Annotated[LoginCredentials, Depends(login_credentials, scope="function")]
+
+
+async def limit_per_user(request: Request, response: Response, user_id: int) -> None:
+    """Requests per user on every authenticated route (RATE_LIMIT_DEFAULT)."""
+    if limits := _enabled_limits(request):
+        await _enforce(request, response, limits.default, "user", str(user_id))
+
+
 # tokenUrl makes the /docs "Authorize" button log in through the password form.
 # auto_error=False: a missing token goes through the same AuthenticationError path.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
 
 
 async def get_current_auth(
-    token: Annotated[str | None, Depends(oauth2_scheme)], auth: AuthServiceDep
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    auth: AuthServiceDep,
+    request: Request,
+    response: Response,
 ) -> tuple[User, TokenClaims]:
     if not token:
         raise AuthenticationError("Not authenticated")
-    return await auth.authenticate(token)
+    user, claims = await auth.authenticate(token)
+    # Every authenticated route comes through here (once per request: FastAPI caches it).
+    await limit_per_user(request, response, user.id)
+    return user, claims
 
 
 CurrentAuth = Annotated[tuple[User, TokenClaims], Depends(get_current_auth)]

@@ -5,6 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.core import exceptions as errors
 
@@ -50,10 +51,34 @@ def rate_limit_headers(exc: errors.RateLimitedError) -> dict[str, str]:
     return headers
 
 
-async def handle_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (404 route, 405 method, ...) in our JSON shape."""
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route matching the path only;
+        # GET and PATCH /tasks/{id} are two routes, and the resource supports both.
+        allowed = allowed_methods(request)
+        if allowed:
+            headers = {**(headers or {}), "Allow": allowed}
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+ALLOW_CANDIDATES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path, for the Allow header.
+
+    Asked of the router itself (a full match per method): routes of included routers are
+    only reachable through it.
+    """
+    allowed = []
+    for method in ALLOW_CANDIDATES:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def register_exception_handlers(app: FastAPI) -> None:

@@ -8,18 +8,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import ConfigurationError, Environment, Settings, get_settings
 from app.core.database import create_engine, create_session_factory
 from app.core.logging import configure_logging
 from app.core.pagination import CursorCodec
+from app.core.rate_limit import RateLimiter, RateLimits
 from app.core.security import PasswordHasher, TokenCodec
 from app.exception_handlers import register_exception_handlers
 from app.middleware import (
     BodySizeLimitMiddleware,
+    JSONCORSMiddleware,
+    MetricsMiddleware,
     RequestContextMiddleware,
+    RouteTemplateMiddleware,
     SecurityHeadersMiddleware,
     TrailingSlashMiddleware,
     TrustedHostMiddleware,
@@ -30,7 +33,7 @@ from app.repositories.identity_cache import (
     MemoryBackend,
     RedisBackend,
 )
-from app.routers import admin, auth, comments, health, notifications, tasks
+from app.routers import admin, auth, comments, health, metrics, notifications, tasks
 from app.services.notification import EmailPolicy
 from app.workers.jobs import JobContext
 from app.workers.runner import CeleryJobs, InProcessJobs, JobRunner
@@ -67,6 +70,7 @@ def create_app(
         yield
         await app.state.jobs.stop()
         await app.state.identity_cache.close()
+        await app.state.rate_limiter.aclose()
         app.state.password_hasher.close()
         await engine.dispose()
 
@@ -93,25 +97,43 @@ def create_app(
     )
     app.state.jobs = create_job_runner(settings, app.state.session_factory)
     app.state.identity_cache = create_identity_cache(settings)
+    app.state.rate_limits = RateLimits.from_settings(settings)
+    # Redis when REDIS_URL is set (shared by every worker), with a local fallback.
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
 
     # Added innermost first: the request id wraps everything, so every response has it.
+    if settings.METRICS_ENABLED:
+        # At the router: reports the matched route template to MetricsMiddleware.
+        app.add_middleware(RouteTemplateMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     if settings.ALLOWED_ORIGINS:
         # Bearer tokens, no cookies: credentials are never allowed, so "*" stays safe.
         app.add_middleware(
-            CORSMiddleware,
+            JSONCORSMiddleware,
             allow_origins=settings.ALLOWED_ORIGINS,
             allow_credentials=False,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "X-Request-ID",
+            ],
             max_age=600,
         )
     if settings.TRUSTED_HOSTS:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.TRUSTED_HOSTS)
-    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.METRICS_ENABLED:
+        # Outside every middleware that answers on its own (413, 400, CORS), so all count.
+        app.add_middleware(MetricsMiddleware, exclude_paths=[metrics.METRICS_PATH])
     app.add_middleware(RequestContextMiddleware)
+    # Outermost: the last-resort 500 of RequestContextMiddleware gets the headers too.
+    app.add_middleware(SecurityHeadersMiddleware)
 
     register_exception_handlers(app)
     app.include_router(health.router)
@@ -120,6 +142,8 @@ def create_app(
     app.include_router(comments.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
+    if settings.METRICS_ENABLED:
+        app.include_router(metrics.router)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids and last-resort errors, body size limit, slashes.
+"""Pure ASGI middleware: request ids and last-resort errors, body size limit, slashes, metrics.
 
 Pure ASGI rather than BaseHTTPMiddleware: no extra task per request, and streaming bodies
 can be counted as they arrive.
@@ -7,13 +7,24 @@ can be counted as they arrive.
 import json
 import logging
 import re
+import time
 import uuid
+from collections.abc import Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id_var
+from app.core.metrics import (
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUESTS,
+    HTTP_REQUESTS_IN_PROGRESS,
+    UNMATCHED_ROUTE,
+    method_label,
+)
 
 logger = logging.getLogger("app.request")
 
@@ -169,6 +180,11 @@ DOCS_CSP = (
 )
 
 
+def _is_docs_page(path: str) -> bool:
+    """/docs, /redoc (with or without a slash) and Swagger's /docs/oauth2-redirect only."""
+    return (path.rstrip("/") or "/") in DOCS_PATHS or path.startswith("/docs/")
+
+
 class SecurityHeadersMiddleware:
     """Security headers on every response, errors included.
 
@@ -185,7 +201,7 @@ class SecurityHeadersMiddleware:
             return
         path: str = scope["path"]
         private = path.startswith("/auth") or "authorization" in Headers(scope=scope)
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP
+        csp = DOCS_CSP if _is_docs_page(path) else API_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -223,3 +239,115 @@ class TrustedHostMiddleware:
             host_header.rsplit(":", 1)[0].lower() if not host_header.endswith("]") else host_header
         )
         return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
+
+
+# Where MetricsMiddleware leaves the object RouteTemplateMiddleware writes the route into.
+ROUTE_SLOT = "app.metrics.route"
+
+
+class _RouteSlot:
+    __slots__ = ("template",)
+
+    def __init__(self) -> None:
+        self.template = UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Counts and times every request by method, route template and status.
+
+    Outside everything that answers on its own (413 of the body limit, 400 of the host
+    check, CORS preflights) and inside RequestContextMiddleware: an exception escaping the
+    app is counted as the 500 that middleware sends. The status is the one the response
+    started with. Requests for `exclude_paths` (the /metrics scrape) are not counted.
+    """
+
+    def __init__(self, app: ASGIApp, *, exclude_paths: Iterable[str] = ()) -> None:
+        self.app = app
+        self.exclude_paths = frozenset(exclude_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["path"].rstrip("/") or "/") in self.exclude_paths:
+            await self.app(scope, receive, send)
+            return
+        method = method_label(scope["method"])
+        slot = _RouteSlot()
+        scope[ROUTE_SLOT] = slot
+        status = 500  # an app that returns without starting a response has failed
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress = HTTP_REQUESTS_IN_PROGRESS.labels(method)
+        in_progress.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_status)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            in_progress.dec()
+            labels = (method, slot.template, str(status))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
+
+
+class RouteTemplateMiddleware:
+    """Innermost: hands the template of the matched route back to MetricsMiddleware.
+
+    The router records its match in the scope it is given, and a middleware in between may
+    have passed on a copy (TrailingSlashMiddleware does); the slot object is shared by both.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slot = scope.get(ROUTE_SLOT)
+        if not isinstance(slot, _RouteSlot):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slot.template = route_template(scope)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route the router matched (`/tasks/{task_id}`), never the path.
+
+    FastAPI puts its API routes in `scope["route"]`; a plain Starlette route (the docs pages)
+    only leaves its endpoint, so it is looked up among the router's routes.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    endpoint = scope.get("endpoint")
+    if endpoint is not None:
+        for route in getattr(scope.get("router"), "routes", ()):
+            route_path = getattr(route, "path", None)
+            if getattr(route, "endpoint", None) is endpoint and isinstance(route_path, str):
+                return route_path
+    return UNMATCHED_ROUTE
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a refused preflight is a JSON error like every other.
+
+    Starlette answers a disallowed origin, method or header with a text/plain 400.
+    """
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        detail = bytes(response.body).decode()
+        return JSONResponse({"detail": detail}, status_code=response.status_code, headers=headers)

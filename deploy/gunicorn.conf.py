@@ -5,6 +5,7 @@ Every value can be overridden from the environment (WEB_CONCURRENCY, HOST, PORT,
 """
 
 import os
+from typing import Any
 
 # The maintained uvicorn-worker package (uvicorn.workers.UvicornWorker is deprecated),
 # subclassed in app/uvicorn_worker.py only to drop the Server header.
@@ -19,9 +20,15 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 
+# Peers whose X-Forwarded-For/-Proto are believed (the app's FORWARDED_ALLOW_IPS setting,
+# exported by `task-manager serve`): uvicorn's workers then see the address the trusted proxy
+# saw, and nobody else can choose the address the rate limits count against.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
 # Logging is configured by the app itself (request ids, JSON in production); gunicorn's
 # own error log goes to stderr. No access log here: uvicorn's access logger already writes
-# one line per request through the app's handlers.
+# one line per request through the app's handlers: client, method, path with its query
+# string, status. Never a header, so never a token (this API never puts one in a URL).
 errorlog = "-"
 accesslog = None
 
@@ -38,3 +45,41 @@ else:
 # the cache off (an explicit AUTH_CACHE_TTL_SECONDS still wins).
 if workers > 1 and not os.environ.get("REDIS_URL"):
     os.environ.setdefault("AUTH_CACHE_TTL_SECONDS", "0")
+
+# Prometheus multiprocess mode (app/core/metrics.py): each worker writes its samples to files
+# in PROMETHEUS_MULTIPROC_DIR and /metrics sums them all, so counts add up across workers.
+# The variable must be set before a worker imports prometheus_client, hence in the master.
+_METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_created_metrics_dir: list[str] = []
+
+
+def on_starting(_server: Any) -> None:
+    """Master start: a fresh, empty directory (old files would add a past run's counts)."""
+    directory = os.environ.get(_METRICS_DIR_VARIABLE)
+    if not directory:
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="task-manager-metrics-")
+        _created_metrics_dir.append(directory)
+        os.environ[_METRICS_DIR_VARIABLE] = directory
+        return
+    from pathlib import Path
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):  # prometheus_client's files only
+        stale.unlink()
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """A worker is gone: drop its share of the live gauges (in-progress requests)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(_server: Any) -> None:
+    import shutil
+
+    for directory in _created_metrics_dir:
+        shutil.rmtree(directory, ignore_errors=True)

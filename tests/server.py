@@ -44,9 +44,7 @@ def task_manager_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
 
 
-def server_environment(
-    database_url: str, extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def server_environment(database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of the server (and of any process that must share its settings).
 
     `extra` is applied last: e.g. REDIS_URL, SMTP_HOST, JOBS_INTERVAL_SECONDS.

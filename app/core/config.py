@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     TRUSTED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_ENABLED: bool = True
+    # Serve GET /metrics (Prometheus) and record the request metrics.
+    METRICS_ENABLED: bool = True
 
     # Rate limits in `limits` notation ("5/minute", "100 per hour"), checked at start-up.
     # With REDIS_URL the counts are shared by every worker and instance; else per process.

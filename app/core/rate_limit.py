@@ -6,7 +6,7 @@ warning is logged once per outage) and goes back to Redis as soon as a probe, se
 every few seconds, gets an answer: a broken Redis never turns a request into a 500.
 
 Moving-window strategy: "5/minute" means at most 5 hits in any 60 seconds, with no burst of
-2 × 5 around a window boundary; the time to wait is until the oldest hit leaves the window.
+2 x 5 around a window boundary; the time to wait is until the oldest hit leaves the window.
 """
 
 import logging
@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A rate-limit check must never hold a request up for long: no retries, short timeouts.
+# A rate-limit check must never hold a request up for long: short timeouts, and a single
+# immediate retry (it replaces a pooled connection that a restarted Redis has closed).
 REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_RETRIES = 1
 # While Redis is down, how often one request of each process checks whether it is back.
 PROBE_INTERVAL_SECONDS = 5.0
 KEY_PREFIX = "task-manager:rate-limit"
@@ -108,7 +110,7 @@ class RateLimiter:
                 redis_url,
                 socket_timeout=timeout_seconds,
                 socket_connect_timeout=timeout_seconds,
-                retry=Retry(NoBackoff(), retries=0),
+                retry=Retry(NoBackoff(), retries=REDIS_RETRIES),
             )
             storage = RedisStorage(
                 "async+redis://",  # only names the backend: the pool says where Redis is

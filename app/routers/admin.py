@@ -8,7 +8,7 @@ from app.routers.responses import error_responses
 from app.schemas.common import PageQuery
 from app.schemas.user import AdminUserUpdate, UserPage, UserRead
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403))
+router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403, 429))
 
 
 @router.get("/users", response_model=UserPage)

@@ -1,11 +1,17 @@
-from typing import Annotated
+from fastapi import APIRouter, Depends, status
 
-from fastapi import APIRouter, Form, status
-
-from app.dependencies import AuthServiceDep, CurrentToken, CurrentUser, UserServiceDep
+from app.dependencies import (
+    AuthServiceDep,
+    CurrentToken,
+    CurrentUser,
+    LoginForm,
+    UserServiceDep,
+    limit_login_by_address,
+    limit_refresh_by_address,
+    limit_register_by_address,
+)
 from app.routers.responses import error_responses
 from app.schemas.auth import RefreshRequest, TokenPair
-from app.schemas.common import PasswordAttempt
 from app.schemas.user import PasswordChange, UserCreate, UserRead, UserUpdate
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -15,7 +21,8 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=error_responses(409, s409="Username is already taken"),
+    responses=error_responses(409, 429, s409="Username is already taken"),
+    dependencies=[Depends(limit_register_by_address)],
 )
 async def register(data: UserCreate, users: UserServiceDep) -> UserRead:
     """Create an account."""
@@ -26,37 +33,44 @@ async def register(data: UserCreate, users: UserServiceDep) -> UserRead:
     "/login",
     response_model=TokenPair,
     responses=error_responses(
-        401, 403, s401="Wrong username or password", s403="The account is inactive"
+        401,
+        403,
+        429,
+        s401="Wrong username or password",
+        s403="The account is inactive",
+        s429="Too many attempts from this address, or failed ones for this username",
     ),
+    dependencies=[Depends(limit_login_by_address)],
 )
-async def login(
-    username: Annotated[str, Form(max_length=50)],
-    password: Annotated[PasswordAttempt, Form()],
-    auth: AuthServiceDep,
-) -> TokenPair:
+async def login(form: LoginForm, auth: AuthServiceDep) -> TokenPair:
     """Exchange a username and password (OAuth2 password form) for a token pair."""
-    return await auth.login(username.strip(), password)
+    return await auth.login(form.username, form.password)
 
 
-@router.post("/refresh", response_model=TokenPair, responses=error_responses(401))
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses=error_responses(401, 429),
+    dependencies=[Depends(limit_refresh_by_address)],
+)
 async def refresh(data: RefreshRequest, auth: AuthServiceDep) -> TokenPair:
     """Rotate a refresh token; a reused one revokes its whole session."""
     return await auth.refresh(data.refresh_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401))
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 429))
 async def logout(data: RefreshRequest, token: CurrentToken, auth: AuthServiceDep) -> None:
     """Revoke the refresh token's session and the presented access token."""
     await auth.logout(token, data.refresh_token)
 
 
-@router.get("/me", response_model=UserRead, responses=error_responses(401))
+@router.get("/me", response_model=UserRead, responses=error_responses(401, 429))
 async def get_me(user: CurrentUser) -> UserRead:
     """The account behind the access token."""
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", response_model=UserRead, responses=error_responses(401))
+@router.patch("/me", response_model=UserRead, responses=error_responses(401, 429))
 async def update_me(data: UserUpdate, user: CurrentUser, users: UserServiceDep) -> UserRead:
     """Change the e-mail address (`null` removes it)."""
     return UserRead.model_validate(await users.update_profile(user, data))
@@ -65,7 +79,7 @@ async def update_me(data: UserUpdate, user: CurrentUser, users: UserServiceDep) 
 @router.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 400, s400="Current password is incorrect"),
+    responses=error_responses(401, 400, 429, s400="Current password is incorrect"),
 )
 async def change_password(
     data: PasswordChange, user: CurrentUser, token: CurrentToken, auth: AuthServiceDep

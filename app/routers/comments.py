@@ -9,7 +9,9 @@ from app.schemas.comment import CommentCreate, CommentPage, CommentRead
 from app.schemas.common import PageQuery
 
 router = APIRouter(
-    prefix="/tasks/{task_id}/comments", tags=["comments"], responses=error_responses(401, 404)
+    prefix="/tasks/{task_id}/comments",
+    tags=["comments"],
+    responses=error_responses(401, 404, 429),
 )
 
 

@@ -7,7 +7,9 @@ from app.routers.params import NotificationId
 from app.routers.responses import error_responses
 from app.schemas.notification import NotificationListQuery, NotificationPage
 
-router = APIRouter(prefix="/notifications", tags=["notifications"], responses=error_responses(401))
+router = APIRouter(
+    prefix="/notifications", tags=["notifications"], responses=error_responses(401, 429)
+)
 
 
 @router.get("", response_model=NotificationPage)

@@ -12,6 +12,7 @@ DEFAULT_DESCRIPTIONS = {
     409: "Conflicts with existing data",
     412: "If-Match does not match the current version",
     413: "Request body too large",
+    429: "Too many requests: wait for Retry-After seconds",
 }
 
 

@@ -1,14 +1,15 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
+from app.core.metrics import TASKS_CREATED
 from app.dependencies import CurrentUser, IfMatch, TaskServiceDep
 from app.models import Task
 from app.routers.params import TaskId
 from app.routers.responses import error_responses
 from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401))
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
 
 
 def set_etag(response: Response, task: Task) -> None:
@@ -22,12 +23,19 @@ def set_etag(response: Response, task: Task) -> None:
     responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
 )
 async def create_task(
-    data: TaskCreate, user: CurrentUser, tasks: TaskServiceDep, response: Response
+    data: TaskCreate,
+    user: CurrentUser,
+    tasks: TaskServiceDep,
+    response: Response,
+    after_response: BackgroundTasks,
 ) -> TaskRead:
     """Create a task; `Location` and `ETag` point at it."""
     task = await tasks.create_task(user, data)
     response.headers["Location"] = f"/tasks/{task.id}"
     set_etag(response, task)
+    # Counted once the 201 has been sent, which is after the commit: a create that is rolled
+    # back, or whose commit fails, is never counted.
+    after_response.add_task(TASKS_CREATED.inc)
     return TaskRead.model_validate(task)
 
 

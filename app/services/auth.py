@@ -8,6 +8,7 @@ from app.core.exceptions import (
     PermissionDeniedError,
     TokenReuseError,
 )
+from app.core.metrics import LOGINS_FAILED
 from app.core.security import PasswordHasher, TokenClaims, TokenCodec, TokenType
 from app.models import AuthSession, RefreshToken, User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
@@ -43,6 +44,7 @@ class AuthService:
         # Verified even for an unknown user (against a dummy hash) so both cost the same.
         password_ok = await self.hasher.verify(password, user.password_hash if user else None)
         if user is None or not password_ok:
+            LOGINS_FAILED.inc()
             raise AuthenticationError(BAD_CREDENTIALS)
         if not user.is_active:
             raise PermissionDeniedError("This account is inactive")

@@ -32,6 +32,9 @@ def create_celery() -> Celery:
             }
         },
         timezone="UTC",
+        # Beat answers `celery inspect ping` (celerybeat@host) while its scheduler ticks:
+        # deploy/healthcheck.py beat uses it, so a stalled beat shows as unhealthy.
+        beat_enable_remote_control=True,
     )
     return celery
 

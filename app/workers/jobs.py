@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.config import Settings
 from app.core.database import unit_of_work
 from app.core.email import EmailSender, EmailSendError
+from app.core.metrics import NOTIFICATION_DELIVERIES_FAILED, NOTIFICATIONS_DELIVERED
 from app.core.pagination import CursorCodec
 from app.models import DeliveryStatus
 from app.repositories.notification import DeliveryRepository, NotificationRepository
@@ -90,7 +91,11 @@ async def _deliver_one(context: JobContext, delivery_id: int) -> str:
         logger.warning(
             "E-mail delivery %s failed (attempt %s): %s", claimed.id, claimed.attempts, error
         )
-        return "failed" if status is DeliveryStatus.FAILED else "retry"
+        final = status is DeliveryStatus.FAILED
+        NOTIFICATION_DELIVERIES_FAILED.labels(final=str(final).lower()).inc()
+        return "failed" if final else "retry"
+    # Counted as soon as the SMTP server took it, even if recording that fails below.
+    NOTIFICATIONS_DELIVERED.inc()
     async with unit_of_work(context.session_factory) as session:
         await context.delivery_service(session).record_sent(claimed.id, now=datetime.now(UTC))
     return "sent"

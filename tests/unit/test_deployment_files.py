@@ -1,0 +1,401 @@
+"""The deployment files (Dockerfile, compose.yaml, nginx, scripts/stack) hold together.
+
+Docker does not run on our machines, so nothing here builds an image: the files are parsed
+and every file, command and option they name is checked against the repository and the
+`task-manager` CLI. nginx checks its own configs when it is installed.
+"""
+
+import fnmatch
+import http.server
+import os
+import re
+import runpy
+import shlex
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml
+
+from app.cli import cli
+from app.core.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SERVICES = {"api", "worker", "beat", "postgres", "redis", "nginx"}
+INTERNAL_NETWORKS = ["127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+# First arguments deploy/docker-entrypoint.sh turns into `task-manager <role>`.
+ENTRYPOINT_ROLES = {"serve", "worker", "beat", "migrate", "create-admin"}
+CONTAINER_APP = "/app/"  # the Dockerfile's WORKDIR: /app/x in the image is ./x here
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = compose["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def cli_commands() -> dict[str, set[str]]:
+    """Subcommand -> its option names, from the real typer app."""
+    group = typer.main.get_command(cli)
+    return {
+        name: {opt for param in command.params for opt in param.opts}
+        for name, command in group.commands.items()  # type: ignore[attr-defined]
+    }
+
+
+def assert_cli_call(words: list[str], where: str) -> None:
+    commands = cli_commands()
+    subcommand, *rest = words
+    assert subcommand in commands, f"{where}: `task-manager {subcommand}` does not exist"
+    for word in rest:
+        option = word.split("=", 1)[0]
+        if option.startswith("--"):
+            assert option in commands[subcommand], (
+                f"{where}: `task-manager {subcommand}` has no option {option}"
+            )
+
+
+def our_image(service: dict[str, Any]) -> bool:
+    return "build" in service
+
+
+def dockerfile_lines() -> list[str]:
+    """Instructions, with continuation lines joined and comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    return [line.strip() for line in "\n".join(lines).replace("\\\n", " ").splitlines() if line]
+
+
+def final_stage() -> list[str]:
+    lines = dockerfile_lines()
+    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
+    return lines[last_from:]
+
+
+def nginx_text() -> str:
+    return (DEPLOY / "nginx.conf").read_text()
+
+
+def proxy_text() -> str:
+    return (DEPLOY / "nginx-proxy.conf").read_text()
+
+
+def location_block(text: str, location: str) -> str:
+    match = re.search(rf"location {re.escape(location)} \{{(.*?)\}}", text, re.DOTALL)
+    assert match, f"no `location {location}` block"
+    return match.group(1)
+
+
+class TestCompose:
+    def test_the_whole_topology(self, services: dict[str, dict[str, Any]]) -> None:
+        assert set(services) == SERVICES
+
+    @pytest.mark.parametrize("name", sorted(SERVICES))
+    def test_every_service_has_a_healthcheck(
+        self, services: dict[str, dict[str, Any]], name: str
+    ) -> None:
+        healthcheck = services[name].get("healthcheck")
+        assert healthcheck, f"{name} has no healthcheck"
+        assert healthcheck["test"][0] in {"CMD", "CMD-SHELL"}
+        assert not healthcheck.get("disable", False)
+
+    def test_every_file_it_names_exists(self, services: dict[str, dict[str, Any]]) -> None:
+        for name, service in services.items():
+            build = service.get("build")
+            if build:
+                context = ROOT / build.get("context", ".")
+                assert context.is_dir(), name
+                assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
+            for volume in service.get("volumes", []):
+                source = volume.split(":", 1)[0]
+                if source.startswith(("./", "../", "/")):
+                    assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            command = service["healthcheck"]["test"][1:]
+            for word in " ".join(command).split():
+                if word.startswith(CONTAINER_APP) and our_image(service):
+                    path = ROOT / word.removeprefix(CONTAINER_APP)
+                    assert path.is_file(), f"{name} healthcheck runs missing {word}"
+
+    def test_every_task_manager_command_exists(self, services: dict[str, dict[str, Any]]) -> None:
+        for name, service in services.items():
+            if not our_image(service):
+                continue
+            command = service["command"]
+            assert command[0] in ENTRYPOINT_ROLES, f"{name}: unknown role {command[0]}"
+            assert_cli_call(command, f"compose.yaml {name}")
+
+    def test_the_nginx_include_is_mounted_where_nginx_conf_looks(
+        self, services: dict[str, dict[str, Any]]
+    ) -> None:
+        mounts = dict(
+            volume.rsplit(":", 1)[0].split(":", 1) for volume in services["nginx"]["volumes"]
+        )
+        assert mounts["./deploy/nginx.conf"] == "/etc/nginx/nginx.conf"
+        target = mounts["./deploy/nginx-proxy.conf"]
+        assert f"include {target};" in nginx_text()
+
+    def test_only_nginx_publishes_a_port(self, services: dict[str, dict[str, Any]]) -> None:
+        published = {name for name, service in services.items() if service.get("ports")}
+        assert published == {"nginx"}
+        assert services["nginx"]["ports"][0].startswith("${HTTP_BIND:-127.0.0.1}:")
+
+    def test_beat_runs_once(self, services: dict[str, dict[str, Any]]) -> None:
+        assert services["beat"]["deploy"]["replicas"] == 1
+
+    def test_secrets_are_required_not_defaulted(self, compose: dict[str, Any]) -> None:
+        environment = compose["x-app-environment"]
+        assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")
+        assert "${POSTGRES_PASSWORD:?" in environment["DATABASE_URL"]
+        assert environment["ENVIRONMENT"] == "production"
+
+
+class TestDockerfile:
+    def test_multi_stage_slim_runtime(self) -> None:
+        stages = [line for line in dockerfile_lines() if line.upper().startswith("FROM ")]
+        assert len(stages) >= 2
+        assert re.search(r"\bAS builder\b", stages[0], re.IGNORECASE)
+        assert "${PYTHON_IMAGE}" in stages[-1]
+        assert "ARG PYTHON_IMAGE=python:3.11-slim" in " ".join(dockerfile_lines())
+        assert any(line.startswith("COPY --from=builder /opt/venv") for line in final_stage())
+
+    def test_runs_as_a_non_root_user(self) -> None:
+        users = [line.split()[1] for line in final_stage() if line.upper().startswith("USER ")]
+        assert users, "no USER in the final stage"
+        assert users[-1].split(":")[0] not in {"root", "0"}
+
+    def test_has_a_healthcheck_that_exists(self) -> None:
+        checks = [line for line in final_stage() if line.upper().startswith("HEALTHCHECK ")]
+        assert len(checks) == 1
+        assert "/app/deploy/healthcheck.py" in checks[0]
+        assert (DEPLOY / "healthcheck.py").is_file()
+
+    def test_migrates_then_serves(self) -> None:
+        entrypoint = [line for line in final_stage() if line.upper().startswith("ENTRYPOINT ")]
+        assert entrypoint == ['ENTRYPOINT ["/bin/sh", "/app/deploy/docker-entrypoint.sh"]']
+        assert 'CMD ["serve"]' in final_stage()
+        script = "\n".join(
+            line
+            for line in (DEPLOY / "docker-entrypoint.sh").read_text().splitlines()
+            if not line.lstrip().startswith("#")
+        )
+        calls = re.findall(r"task-manager ([a-z-]+)", script)
+        assert calls.index("migrate") < calls.index("serve")
+        assert "--workers" in script
+        assert "WEB_CONCURRENCY" in script
+
+    def test_every_task_manager_call_in_the_entrypoint_exists(self) -> None:
+        script = (DEPLOY / "docker-entrypoint.sh").read_text()
+        script = script.replace("\\\n", " ")
+        for line in script.splitlines():
+            if line.strip().startswith("#"):
+                continue
+            for match in re.finditer(r"task-manager ([a-z][a-z-]*)((?: [^;|&]*)?)", line):
+                words = [match.group(1), *shlex.split(match.group(2))]
+                assert_cli_call(words, "deploy/docker-entrypoint.sh")
+        roles = re.findall(r"^\s*([a-z| -]+)\)\s*$", script, re.MULTILINE)
+        handled = {role.strip() for group in roles for role in group.split("|")}
+        assert handled >= ENTRYPOINT_ROLES
+
+    def test_copies_only_what_exists_and_is_not_ignored(self) -> None:
+        ignored = [
+            line.strip().removeprefix("**/").rstrip("/")
+            for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith(("#", "!"))
+        ]
+        for line in dockerfile_lines():
+            if not line.upper().startswith("COPY ") or "--from=" in line:
+                continue
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"COPY of missing {source}"
+                hit = [pattern for pattern in ignored if fnmatch.fnmatch(source, pattern)]
+                assert not hit, f"{source} is copied but .dockerignore excludes it ({hit})"
+
+    def test_secrets_and_local_state_stay_out_of_the_image(self) -> None:
+        ignored = set((ROOT / ".dockerignore").read_text().split())
+        assert {".env", ".secret_key", ".stack/", ".venv/", ".git"} <= ignored
+
+
+class TestNginx:
+    @pytest.mark.parametrize("location", ["= /metrics", "= /health/detailed"])
+    def test_operational_endpoints_are_internal_only(self, location: str) -> None:
+        block = location_block(proxy_text(), location)
+        allowed = re.findall(r"allow ([^;]+);", block)
+        assert set(INTERNAL_NETWORKS) <= set(allowed)
+        assert "0.0.0.0/0" not in allowed
+        assert block.index("deny all;") > max(block.index(f"allow {a};") for a in allowed)
+
+    def test_hsts_on_the_tls_server(self) -> None:
+        text = nginx_text()
+        hsts = re.search(r'add_header Strict-Transport-Security "max-age=(\d+)[^"]*" always;', text)
+        assert hsts
+        assert int(hsts.group(1)) >= 31536000
+        # Inherited by every location only if proxy.conf adds no headers of its own.
+        assert "add_header" not in proxy_text()
+
+    def test_limits_and_headers(self) -> None:
+        text = proxy_text()
+        assert "server_tokens off;" in text
+        size = re.search(r"client_max_body_size (\d+)m;", text)
+        assert size
+        assert int(size.group(1)) * 1024 * 1024 == Settings().MAX_BODY_BYTES
+        for header in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-ID"):
+            assert re.search(rf"proxy_set_header {header} \S+;", text), header
+        for timeout in ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout"):
+            assert re.search(rf"{timeout} \d+s;", text), timeout
+        assert re.search(r"gzip_types [^;]*application/json", text)
+
+    @pytest.mark.parametrize("name", ["nginx.conf", "nginx.stack.conf.template"])
+    def test_access_log_has_no_query_string(self, name: str) -> None:
+        text = (DEPLOY / name).read_text()
+        log_format = re.search(r"log_format task_manager(.*?);\n", text, re.DOTALL)
+        assert log_format
+        for variable in ("$request ", '$request"', "$args", "$query_string", "$request_uri"):
+            assert variable not in log_format.group(1)
+        assert "$http_authorization" not in text
+
+    def test_the_stack_uses_the_same_proxy_rules(self) -> None:
+        template = (DEPLOY / "nginx.stack.conf.template").read_text()
+        assert "include @PROJECT_DIR@/deploy/nginx-proxy.conf;" in template
+        placeholders = set(re.findall(r"@[A-Z_]+@", template))
+        script = (ROOT / "scripts" / "stack").read_text()
+        replaced = set(re.findall(r"\$\{text//(@[A-Z_]+@)/", script))
+        assert placeholders == replaced
+
+    @pytest.mark.parametrize("name", ["nginx.conf", "nginx.stack.conf.template"])
+    def test_nginx_accepts_the_config(self, name: str, tmp_path: Path) -> None:
+        if shutil.which("nginx") is None:
+            # .ci/run installs nginx; only a laptop without it may skip, and says so.
+            if os.environ.get("CI") == "true":
+                pytest.fail("nginx is not installed (CI installs it in .ci/run)")
+            pytest.skip("nginx is not installed: apt-get install nginx-light to check configs")
+        text = (DEPLOY / name).read_text()
+        renames = {
+            "/etc/nginx/task-manager/proxy.conf": str(DEPLOY / "nginx-proxy.conf"),
+            "@PROJECT_DIR@": str(ROOT),
+            "@STATE_DIR@": str(tmp_path),
+            "@LISTEN@": "127.0.0.1:65080",
+            "@USER_DIRECTIVE@": "",
+            "@UPSTREAM_SERVERS@": "server 127.0.0.1:65081;",
+            # Docker's names and nginx >= 1.27.3's `resolve` are compose-only.
+            "server api:8000 resolve": "server 127.0.0.1:65081",
+            "pid /tmp/nginx.pid;": f"pid {tmp_path}/nginx.pid;",
+        }
+        for old, new in renames.items():
+            text = text.replace(old, new)
+        if not Path("/etc/nginx/mime.types").exists():
+            text = text.replace("include /etc/nginx/mime.types;", "")
+        for folder in ("logs", "nginx/temp"):
+            (tmp_path / folder).mkdir(parents=True)
+        config = tmp_path / "nginx.conf"
+        config.write_text(text)
+        result = subprocess.run(
+            ["nginx", "-t", "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "e.log")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+class TestScripts:
+    def test_stack_script_parses(self) -> None:
+        script = ROOT / "scripts" / "stack"
+        assert script.stat().st_mode & 0o111
+        subprocess.run(["bash", "-n", str(script)], check=True)
+
+    def test_entrypoint_parses(self) -> None:
+        subprocess.run(["sh", "-n", str(DEPLOY / "docker-entrypoint.sh")], check=True)
+
+    def test_stack_commands_exist(self) -> None:
+        script = (ROOT / "scripts" / "stack").read_text()
+        for match in re.finditer(r'"\$BIN/task-manager" ([a-z-]+)([^\n]*)', script):
+            words = [match.group(1), *re.findall(r"--[a-z-]+", match.group(2))]
+            assert_cli_call(words, "scripts/stack")
+
+    def test_make_targets(self) -> None:
+        makefile = (ROOT / "Makefile").read_text()
+        assert re.search(r"^stack: .*## ", makefile, re.MULTILINE)
+        assert re.search(r"^stack-down: .*## ", makefile, re.MULTILINE)
+        assert "scripts/stack up" in makefile
+        assert "scripts/stack down" in makefile
+
+    def test_stack_state_is_git_ignored(self) -> None:
+        assert ".stack/" in (ROOT / ".gitignore").read_text().split()
+
+
+class TestGunicornConfig:
+    def test_uvicorn_workers_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("WEB_CONCURRENCY", "3")
+        monkeypatch.setenv("GUNICORN_GRACEFUL_TIMEOUT", "12")
+        config = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+        assert config["worker_class"] == "app.uvicorn_worker.UvicornWorker"
+        assert config["workers"] == 3
+        assert config["graceful_timeout"] == 12
+        # gunicorn's own access log stays off (uvicorn's logs path and query, never headers).
+        assert config["accesslog"] is None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.hosts.append(self.headers["Host"])  # type: ignore[attr-defined]
+        status = 200 if self.path == "/health" else 503
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def local_server() -> Iterator[http.server.HTTPServer]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
+    server.hosts = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class TestHealthcheck:
+    @pytest.fixture
+    def healthcheck(self) -> dict[str, Any]:
+        return runpy.run_path(str(DEPLOY / "healthcheck.py"))
+
+    def test_http_200_is_healthy_anything_else_not(
+        self, healthcheck: dict[str, Any], local_server: http.server.HTTPServer
+    ) -> None:
+        base = f"http://127.0.0.1:{local_server.server_port}"
+        assert healthcheck["main"](["http", f"{base}/health"]) == 0
+        assert healthcheck["main"](["http", f"{base}/health/detailed"]) == 1
+        assert healthcheck["main"](["http", "http://127.0.0.1:1/health"]) == 1
+        assert healthcheck["main"](["http", "file:///etc/passwd"]) == 1
+        assert healthcheck["main"](["nonsense"]) == 1
+
+    def test_sends_a_trusted_host(
+        self,
+        healthcheck: dict[str, Any],
+        local_server: http.server.HTTPServer,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        url = f"http://127.0.0.1:{local_server.server_port}/health"
+        monkeypatch.setenv("TRUSTED_HOSTS", '["*.example.com", "api.example.com"]')
+        assert healthcheck["main"](["http", url]) == 0
+        monkeypatch.setenv("TRUSTED_HOSTS", "*.example.com")
+        assert healthcheck["main"](["http", url]) == 0
+        assert local_server.hosts == ["api.example.com", "healthcheck.example.com"]  # type: ignore[attr-defined]
