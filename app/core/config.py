@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # 0 turns the cache off. Changes invalidate it at once (see ARCHITECTURE.md).
     AUTH_CACHE_TTL_SECONDS: float = Field(default=30.0, ge=0)
     CELERY_BROKER_URL: str | None = None
+    # The Celery queue: deployments sharing one Redis database need names of their own, or
+    # their workers would take each other's jobs.
+    CELERY_QUEUE: str = Field(default="task-manager", min_length=1)
     # How often the periodic jobs (delivery sweep, reminders) run, in seconds.
     JOBS_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
     REMINDER_WINDOW_SECONDS: int = Field(default=3600, ge=60)

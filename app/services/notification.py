@@ -92,6 +92,6 @@ class NotificationService:
             if self.email.wants(kind):
                 await self.notifications.add_email_deliveries(ids, now=now)
         return {
-            NotificationKind.TASK_OVERDUE: len(overdue),
-            NotificationKind.TASK_DUE_SOON: len(due_soon),
+            NotificationKind.TASK_OVERDUE.value: len(overdue),
+            NotificationKind.TASK_DUE_SOON.value: len(due_soon),
         }

@@ -14,6 +14,7 @@ def create_celery() -> Celery:
     celery = Celery("task_manager", broker=settings.broker_url, include=["app.workers.tasks"])
     celery.conf.update(
         task_ignore_result=True,
+        task_default_queue=settings.CELERY_QUEUE,
         # A job is acknowledged after it ran: a worker killed mid-job has it redelivered.
         task_acks_late=True,
         task_reject_on_worker_lost=True,

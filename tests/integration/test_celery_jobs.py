@@ -1,0 +1,319 @@
+"""End to end: the background jobs through Celery, with a real Redis as the broker.
+
+Real processes throughout: `task-manager serve --workers 2`, `task-manager worker`,
+`task-manager beat`, Redis (the `redis_url` fixture: skipped on a laptop without it, failing
+in CI) and an SMTP server (aiosmtpd) that keeps what it receives. Every test runs on a fresh
+database of the configured kind (SQLite by default, PostgreSQL with TEST_DATABASE_URL) and
+stops every process it started, even when it fails.
+"""
+
+import ast
+import asyncio
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from app.core.config import load_settings
+from app.core.database import create_engine, create_session_factory, unit_of_work
+from app.core.pagination import CursorCodec
+from app.models import DeliveryStatus, NotificationKind, Task, User
+from app.repositories.notification import NotificationRepository
+from app.services.notification import EmailPolicy, NotificationService
+from tests.processes import (
+    CeleryProcess,
+    Processes,
+    SmtpSink,
+    add_comment,
+    client_for,
+    create_task,
+    delivery_statuses,
+    message_id_of,
+    notifications_of,
+    per_message_id,
+    smtp_sink,
+    user_with_email,
+    wait_for_deliveries,
+    with_subject,
+)
+
+DELIVERY_TIMEOUT_SECONDS = 15.0
+# Once every job has finished, how long a duplicate still gets to show up.
+QUIET_SECONDS = 1.0
+DELIVER_TASK = "app.workers.tasks.deliver_notifications"
+DELIVERED = re.compile(r"deliver_notifications\[[^\]]+\] succeeded in [\d.]+s: (\{.*\})")
+PERIODIC_DONE = r"run_periodic\[[^\]]+\] succeeded"
+BEAT_SENT = r"Scheduler: Sending due task reminders-and-deliveries"
+# Nothing listens on port 1 of the loopback interface.
+UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
+
+
+@dataclass(frozen=True)
+class Broker:
+    url: str
+    queue: str
+    # The settings every process of the test gets: the broker, and the queue.
+    env: dict[str, str]
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[Broker]:
+    """The test Redis, with a Celery queue of this test's own (the CELERY_QUEUE setting).
+
+    The queue name reaches the API, the workers and beat through the environment, so no job
+    of another test, or of another test run sharing this Redis, reaches this one, and none
+    of this one's reaches theirs.
+    """
+    queue = f"task-manager-test-{uuid.uuid4().hex[:12]}"
+    env = {
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": "",  # REDIS_URL decides, whatever the caller's environment says
+        "CELERY_QUEUE": queue,
+    }
+    yield Broker(redis_url, queue, env)
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        client.delete(queue, f"_kombu.binding.{queue}")  # jobs left by beat, if any
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SmtpSink]:
+    async with smtp_sink() as sink:
+        yield sink
+
+
+def jobs_env(
+    sink: SmtpSink, broker_env: Mapping[str, str], *, interval_seconds: float
+) -> dict[str, str]:
+    return {**sink.env, **broker_env, "JOBS_INTERVAL_SECONDS": str(interval_seconds)}
+
+
+def delivery_results(*workers: CeleryProcess) -> list[dict[str, int]]:
+    """What each deliver_notifications job returned, from the workers' logs."""
+    return [
+        ast.literal_eval(match.group(1))
+        for worker in workers
+        for match in DELIVERED.finditer(worker.output())
+    ]
+
+
+async def wait_for_jobs(workers: list[CeleryProcess], count: int) -> list[dict[str, int]]:
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
+    while len(results := delivery_results(*workers)) < count:
+        assert time.monotonic() < deadline, f"{len(results)} of {count} jobs finished"
+        await asyncio.sleep(0.1)
+    return results
+
+
+async def test_a_comment_email_is_sent_by_a_celery_worker(
+    scratch_database_url: str, tmp_path: Path, broker: Broker, sink: SmtpSink
+) -> None:
+    # No beat and a long interval: only the job the API enqueues can send the e-mail.
+    env = jobs_env(sink, broker.env, interval_seconds=300)
+    async with Processes(scratch_database_url, tmp_path, env) as processes:
+        server, worker = await processes.start(processes.server(), processes.worker())
+        async with client_for(server) as http:
+            health = await http.get("/health/detailed")
+            assert health.status_code == 200, health.text
+            assert health.json()["status"] == "healthy", health.text
+            assert health.json()["broker"]["status"] == "ok", health.text
+
+            headers = await user_with_email(http, "owner@example.com")
+            task = await create_task(http, headers, "Write the report")
+            await add_comment(http, headers, task["id"], "Draft attached")
+
+        [message] = await sink.wait_for(
+            with_subject("New comment"), within=DELIVERY_TIMEOUT_SECONDS
+        )
+        rows = await wait_for_deliveries(scratch_database_url, DeliveryStatus.SENT, count=1)
+        await wait_for_jobs([worker], 1)
+        await asyncio.sleep(QUIET_SECONDS)
+        results = delivery_results(worker)
+
+    assert message.recipients == ("owner@example.com",)
+    assert message.message["To"] == "owner@example.com"
+    assert "New comment on Write the report: Draft attached" in message.body
+    [(delivery_id, row)] = rows.items()
+    assert row["status"] == DeliveryStatus.SENT
+    assert row["attempts"] == 1
+    assert per_message_id(sink.messages) == {message_id_of(delivery_id): 1}, sink.messages
+    # The worker sent it, in the one job the API enqueued (on this test's queue).
+    assert results == [{"sent": 1, "retry": 0, "failed": 0, "skipped": 0}]
+    assert f".> {broker.queue} " in worker.output()
+
+
+async def seed_pending_deliveries(database_url: str, count: int) -> list[int]:
+    """`count` comment notifications, each with an e-mail to send, straight into the database."""
+    settings = load_settings(DATABASE_URL=database_url)
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            user = User(username="seeded", email="seeded@example.com", password_hash="-")
+            session.add(user)
+            await session.flush()
+            task = Task(owner_id=user.id, title="Seeded task")
+            session.add(task)
+            await session.flush()
+            service = NotificationService(
+                NotificationRepository(session),
+                CursorCodec(settings.secret_key),
+                EmailPolicy(enabled=True, kinds=frozenset({NotificationKind.COMMENT_ADDED})),
+            )
+            for n in range(count):
+                await service.notify(task, NotificationKind.COMMENT_ADDED, f"Seeded comment {n}")
+    finally:
+        await engine.dispose()
+    rows = await delivery_statuses(database_url)
+    assert len(rows) == count
+    assert {row["status"] for row in rows.values()} == {DeliveryStatus.PENDING}
+    return sorted(rows)
+
+
+def enqueue_deliveries(broker: Broker, times: int) -> None:
+    """What the API does after a commit that queued e-mail, `times` over."""
+    publisher = Celery("test-publisher", broker=broker.url)
+    try:
+        with publisher.connection_for_write() as connection:
+            for _ in range(times):
+                publisher.send_task(
+                    DELIVER_TASK, connection=connection, queue=broker.queue, ignore_result=True
+                )
+    finally:
+        publisher.close()
+
+
+async def test_two_workers_racing_on_the_same_deliveries_send_each_once(
+    scratch_database_url: str, tmp_path: Path, broker: Broker
+) -> None:
+    count, jobs = 30, 6
+    # A slow SMTP server: each job is still sending when the others start on the same rows.
+    async with smtp_sink(delay_seconds=0.05) as slow_sink:
+        env = jobs_env(slow_sink, broker.env, interval_seconds=300)
+        async with Processes(scratch_database_url, tmp_path, env) as processes:
+
+            async def prepare_database() -> list[int]:
+                await processes.migrate()
+                return await seed_pending_deliveries(scratch_database_url, count)
+
+            delivery_ids, worker_1, worker_2 = await processes.start(
+                prepare_database(),
+                processes.worker(name="worker-1"),
+                processes.worker(name="worker-2"),
+            )
+            workers = [worker_1, worker_2]
+            await asyncio.to_thread(enqueue_deliveries, broker, jobs)
+
+            await slow_sink.wait_for(lambda _: True, count=count, within=DELIVERY_TIMEOUT_SECONDS)
+            rows = await wait_for_deliveries(scratch_database_url, DeliveryStatus.SENT, count=count)
+            await wait_for_jobs(workers, jobs)
+            await asyncio.sleep(QUIET_SECONDS)
+            results = delivery_results(*workers)
+        received = slow_sink.messages
+
+    assert per_message_id(received) == {message_id_of(i): 1 for i in delivery_ids}
+    bodies = Counter(re.findall(r"Seeded comment \d+", "\n".join(m.body for m in received)))
+    assert bodies == {f"Seeded comment {n}": 1 for n in range(count)}
+    assert all(message.recipients == ("seeded@example.com",) for message in received)
+    assert all(row["status"] == DeliveryStatus.SENT for row in rows.values()), rows
+    # Claimed once each: no delivery was taken again by another job after it was sent.
+    assert all(row["attempts"] == 1 for row in rows.values()), rows
+
+    assert len(results) == jobs, results
+    assert sum(result["sent"] for result in results) == count, results
+    assert not any(result["failed"] or result["retry"] for result in results), results
+    # The jobs really raced: both worker processes ran some of them.
+    for worker in workers:
+        assert delivery_results(worker), f"{worker.log_path.name} ran no job:\n{worker.output()}"
+
+
+async def test_beat_schedules_reminders_and_their_emails(
+    scratch_database_url: str, tmp_path: Path, broker: Broker, sink: SmtpSink
+) -> None:
+    interval = 1.0
+    env = jobs_env(sink, broker.env, interval_seconds=interval)
+    async with Processes(scratch_database_url, tmp_path, env) as processes:
+        server, worker, beat = await processes.start(
+            processes.server(), processes.worker(), processes.beat()
+        )
+        async with client_for(server) as http:
+            headers = await user_with_email(http, "planner@example.com")
+            due_at = datetime.now(UTC) + timedelta(minutes=10)
+            task = await create_task(http, headers, "Call the supplier", due_at=due_at)
+
+            [message] = await sink.wait_for(
+                with_subject("Task due soon"), within=DELIVERY_TIMEOUT_SECONDS
+            )
+            # Three more rounds of the schedule run to the end and change nothing.
+            rounds = len(re.findall(PERIODIC_DONE, worker.output()))
+            await worker.wait_for_output(
+                PERIODIC_DONE, count=rounds + 3, within=DELIVERY_TIMEOUT_SECONDS
+            )
+            await asyncio.sleep(QUIET_SECONDS)
+
+            reminders = [
+                item
+                for item in await notifications_of(http, headers)
+                if item["kind"] == NotificationKind.TASK_DUE_SOON
+            ]
+        rows = await delivery_statuses(scratch_database_url)
+
+    assert [item["task_id"] for item in reminders] == [task["id"]], reminders
+    assert reminders[0]["message"] == "Task due soon: Call the supplier"
+    assert message.recipients == ("planner@example.com",)
+    assert "Task due soon: Call the supplier" in message.body
+    assert per_message_id(sink.messages) == {message.message_id: 1}, sink.messages
+    assert [row["status"] for row in rows.values()] == [DeliveryStatus.SENT], rows
+    # Beat scheduled the periodic job every interval.
+    assert len(re.findall(BEAT_SENT, beat.output())) >= 4, beat.output()
+
+
+async def test_with_the_broker_down_requests_still_succeed_and_health_is_degraded(
+    scratch_database_url: str, tmp_path: Path, sink: SmtpSink
+) -> None:
+    env = jobs_env(
+        sink, {"REDIS_URL": UNREACHABLE_BROKER, "CELERY_BROKER_URL": ""}, interval_seconds=300
+    )
+    comments = 3
+    async with Processes(scratch_database_url, tmp_path, env) as processes:
+        server = await processes.server()
+        async with client_for(server) as http:
+            health = await http.get("/health/detailed")
+            assert health.status_code == 200, health.text
+            body = health.json()
+            assert body["status"] == "degraded", body
+            assert body["database"]["status"] == "ok", body
+            assert body["broker"]["status"] != "ok", body
+
+            headers = await user_with_email(http, "offline@example.com")
+            for n in range(comments):
+                started = time.monotonic()
+                response = await http.post("/tasks", json={"title": f"Task {n}"}, headers=headers)
+                assert response.status_code == 201, response.text
+                assert time.monotonic() - started < 1.0
+                started = time.monotonic()
+                await add_comment(http, headers, response.json()["id"], "Anyone there?")
+                assert time.monotonic() - started < 1.0
+
+        # Each enqueue failed in the background, and said so.
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
+        while server.output().count("Could not enqueue delivery") < comments:
+            assert time.monotonic() < deadline, server.output()
+            await asyncio.sleep(0.1)
+        rows = await delivery_statuses(scratch_database_url)
+
+    warnings = [line for line in server.output().splitlines() if "Could not enqueue" in line]
+    assert len(warnings) == comments, warnings
+    assert all(" WARNING " in line for line in warnings), warnings
+    # The e-mails wait in the outbox for a worker (beat's sweep, once Redis is back).
+    assert [row["status"] for row in rows.values()] == [DeliveryStatus.PENDING] * comments, rows
+    assert sink.messages == []
