@@ -15,7 +15,6 @@ from app.core.database import unit_of_work
 from app.core.exceptions import (
     AuthenticationError,
     PermissionDeniedError,
-    PreconditionFailedError,
     RateLimitedError,
 )
 from app.core.pagination import CursorCodec
@@ -40,6 +39,8 @@ from app.services.user import UserService
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The largest value of a task's `version` column (a 32-bit integer).
 MAX_VERSION = 2_147_483_647
+# Versions start at 1: an If-Match we never issued demands this one, which nothing has.
+NEVER_MATCHES = 0
 
 
 def get_settings(request: Request) -> Settings:
@@ -319,7 +320,11 @@ def parse_if_match(
     """The version an If-Match header demands, or None for "any version".
 
     Strong comparison (RFC 9110 13.1.1): a weak tag (`W/"3"`) never matches. One ETag per
-    header: a list of several is answered 412, like any value we never issued.
+    header: a list of several is answered 412, like any value we never issued. Such a value
+    becomes version 0, which no task has, rather than a 412 raised here: a dependency that
+    raises runs before the request is validated, so a bad path would get a 412 instead of
+    its 422, and another user's task would get a 412 instead of its 404 (RFC 9110 13.2.2:
+    preconditions are evaluated after the request is otherwise found valid).
     """
     if if_match is None or if_match.strip() == "*":
         return None
@@ -329,7 +334,7 @@ def parse_if_match(
     # The version column is a 32-bit integer: a bigger number would make PostgreSQL fail the
     # query (a 500), and isdigit() alone accepts "²", which int() refuses.
     if not (tag.isascii() and tag.isdigit()) or len(tag) > 10 or int(tag) > MAX_VERSION:
-        raise PreconditionFailedError("If-Match does not match the current version")
+        return NEVER_MATCHES
     return int(tag)
 
 

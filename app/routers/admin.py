@@ -4,14 +4,14 @@ from fastapi import APIRouter, Query
 
 from app.dependencies import AdminServiceDep, CurrentAdmin
 from app.routers.params import UserId
-from app.routers.responses import error_responses
+from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.common import PageQuery
 from app.schemas.user import AdminUserUpdate, UserPage, UserRead
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403, 429))
 
 
-@router.get("/users", response_model=UserPage)
+@router.get("/users", response_model=UserPage, responses=CURSOR_ERRORS)
 async def list_users(
     _admin: CurrentAdmin, admin: AdminServiceDep, page: Annotated[PageQuery, Query()]
 ) -> UserPage:
@@ -23,9 +23,10 @@ async def list_users(
 @router.patch(
     "/users/{user_id}",
     response_model=UserRead,
-    responses=error_responses(
-        400, 404, s400="Administrators cannot deactivate or demote themselves"
-    ),
+    responses={
+        **BODY_ERRORS,
+        **error_responses(400, 404, s400="Administrators cannot deactivate or demote themselves"),
+    },
 )
 async def update_user(
     user_id: UserId, data: AdminUserUpdate, current: CurrentAdmin, admin: AdminServiceDep

@@ -10,7 +10,7 @@ from app.dependencies import (
     limit_refresh_by_address,
     limit_register_by_address,
 )
-from app.routers.responses import error_responses
+from app.routers.responses import BODY_ERRORS, error_responses
 from app.schemas.auth import RefreshRequest, TokenPair
 from app.schemas.user import PasswordChange, UserCreate, UserRead, UserUpdate
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=error_responses(409, 429, s409="Username is already taken"),
+    responses={**error_responses(409, 429, s409="Username is already taken"), **BODY_ERRORS},
     dependencies=[Depends(limit_register_by_address)],
 )
 async def register(data: UserCreate, users: UserServiceDep) -> UserRead:
@@ -32,14 +32,17 @@ async def register(data: UserCreate, users: UserServiceDep) -> UserRead:
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses=error_responses(
-        401,
-        403,
-        429,
-        s401="Wrong username or password",
-        s403="The account is inactive",
-        s429="Too many attempts from this address, or failed ones for this username",
-    ),
+    responses={
+        **error_responses(
+            401,
+            403,
+            429,
+            s401="Wrong username or password",
+            s403="The account is inactive",
+            s429="Too many attempts from this address, or failed ones for this username",
+        ),
+        **BODY_ERRORS,
+    },
     dependencies=[Depends(limit_login_by_address)],
 )
 async def login(form: LoginForm, auth: AuthServiceDep) -> TokenPair:
@@ -50,7 +53,7 @@ async def login(form: LoginForm, auth: AuthServiceDep) -> TokenPair:
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses=error_responses(401, 429),
+    responses={**error_responses(401, 429), **BODY_ERRORS},
     dependencies=[Depends(limit_refresh_by_address)],
 )
 async def refresh(data: RefreshRequest, auth: AuthServiceDep) -> TokenPair:
@@ -58,7 +61,11 @@ async def refresh(data: RefreshRequest, auth: AuthServiceDep) -> TokenPair:
     return await auth.refresh(data.refresh_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 429))
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**error_responses(401, 429), **BODY_ERRORS},
+)
 async def logout(data: RefreshRequest, token: CurrentToken, auth: AuthServiceDep) -> None:
     """Revoke the refresh token's session and the presented access token."""
     await auth.logout(token, data.refresh_token)
@@ -70,7 +77,9 @@ async def get_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", response_model=UserRead, responses=error_responses(401, 429))
+@router.patch(
+    "/me", response_model=UserRead, responses={**error_responses(401, 429), **BODY_ERRORS}
+)
 async def update_me(data: UserUpdate, user: CurrentUser, users: UserServiceDep) -> UserRead:
     """Change the e-mail address (`null` removes it)."""
     return UserRead.model_validate(await users.update_profile(user, data))
@@ -79,7 +88,10 @@ async def update_me(data: UserUpdate, user: CurrentUser, users: UserServiceDep) 
 @router.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 400, 429, s400="Current password is incorrect"),
+    responses={
+        **BODY_ERRORS,
+        **error_responses(401, 400, 429, s400="Current password is incorrect"),
+    },
 )
 async def change_password(
     data: PasswordChange, user: CurrentUser, token: CurrentToken, auth: AuthServiceDep

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, status
 
 from app.dependencies import CommentServiceDep, CurrentUser
 from app.routers.params import CommentId, TaskId
-from app.routers.responses import error_responses
+from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.comment import CommentCreate, CommentPage, CommentRead
 from app.schemas.common import PageQuery
 
@@ -15,7 +15,9 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CommentRead)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=CommentRead, responses=BODY_ERRORS
+)
 async def create_comment(
     task_id: TaskId, data: CommentCreate, user: CurrentUser, comments: CommentServiceDep
 ) -> CommentRead:
@@ -23,7 +25,7 @@ async def create_comment(
     return CommentRead.model_validate(await comments.create_comment(user, task_id, data))
 
 
-@router.get("", response_model=CommentPage)
+@router.get("", response_model=CommentPage, responses=CURSOR_ERRORS)
 async def list_comments(
     task_id: TaskId,
     user: CurrentUser,

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, status
 
 from app.dependencies import CurrentUser, NotificationServiceDep
 from app.routers.params import NotificationId
-from app.routers.responses import error_responses
+from app.routers.responses import CURSOR_ERRORS, error_responses
 from app.schemas.notification import NotificationListQuery, NotificationPage
 
 router = APIRouter(
@@ -12,7 +12,7 @@ router = APIRouter(
 )
 
 
-@router.get("", response_model=NotificationPage)
+@router.get("", response_model=NotificationPage, responses=CURSOR_ERRORS)
 async def list_notifications(
     user: CurrentUser,
     notifications: NotificationServiceDep,

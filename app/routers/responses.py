@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from fastapi.openapi.constants import REF_PREFIX
+
 from app.schemas.common import ErrorResponse
 
 DEFAULT_DESCRIPTIONS = {
@@ -25,3 +27,28 @@ def error_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict
         }
         for status in statuses
     }
+
+
+# Every route with a body: FastAPI answers a body it cannot decode (not UTF-8) with a 400,
+# and BodySizeLimitMiddleware answers 413 before the route is reached.
+BODY_ERRORS = error_responses(
+    400, 413, s400="The body could not be read (not UTF-8 JSON) or breaks a business rule"
+)
+
+# Paginated lists: a cursor that was tampered with is a 422 with a message, not FastAPI's
+# list of validation errors, so both shapes are declared.
+CURSOR_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Validation error, or a cursor that was tampered with",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": f"{REF_PREFIX}HTTPValidationError"},
+                        {"$ref": f"{REF_PREFIX}ErrorResponse"},
+                    ]
+                }
+            }
+        },
+    }
+}

@@ -6,7 +6,7 @@ from app.core.metrics import TASKS_CREATED
 from app.dependencies import CurrentUser, IfMatch, TaskServiceDep
 from app.models import Task
 from app.routers.params import TaskId
-from app.routers.responses import error_responses
+from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
@@ -20,7 +20,7 @@ def set_etag(response: Response, task: Task) -> None:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}, **BODY_ERRORS},
 )
 async def create_task(
     data: TaskCreate,
@@ -39,7 +39,7 @@ async def create_task(
     return TaskRead.model_validate(task)
 
 
-@router.get("", response_model=TaskPage)
+@router.get("", response_model=TaskPage, responses=CURSOR_ERRORS)
 async def list_tasks(
     user: CurrentUser,
     tasks: TaskServiceDep,
@@ -60,7 +60,11 @@ async def get_task(
     return TaskRead.model_validate(task)
 
 
-@router.patch("/{task_id}", response_model=TaskRead, responses=error_responses(404, 412))
+@router.patch(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={**error_responses(404, 412), **BODY_ERRORS},
+)
 async def update_task(
     task_id: TaskId,
     data: TaskUpdate,

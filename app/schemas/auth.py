@@ -1,8 +1,8 @@
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import RequestModel
+from app.schemas.common import NOT_BLANK, RequestModel
 
 
 class TokenPair(BaseModel):
@@ -13,4 +13,4 @@ class TokenPair(BaseModel):
 
 
 class RefreshRequest(RequestModel):
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: Annotated[str, NOT_BLANK] = Field(min_length=1, max_length=4096)

@@ -3,10 +3,10 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from app.schemas.common import Page, RequestModel, ResponseModel, Text
+from app.schemas.common import NOT_BLANK, Page, RequestModel, ResponseModel, Text
 
 CommentText = Annotated[
-    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NOT_BLANK
 ]
 
 

@@ -1,5 +1,6 @@
 """Shared schema pieces: the strict base model, pages, and reusable constrained types."""
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
@@ -7,6 +8,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -43,7 +45,8 @@ class PageQuery(RequestModel):
     """`?limit=&cursor=` of every list; unknown query parameters are a 422, not ignored."""
 
     limit: int = Field(default=20, ge=1, le=100, description="Page size (1-100)")
-    cursor: str | None = Field(
+    # Opaque, so never stripped: stripping first let 2,000 spaces pass max_length as "".
+    cursor: Annotated[str, StringConstraints(strip_whitespace=False)] | None = Field(
         default=None, max_length=1024, description="`next_cursor` of the previous page"
     )
 
@@ -59,10 +62,30 @@ def to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-# A timestamp with a required time zone, normalised to UTC (naive input is a 422).
-UTCTimestamp = Annotated[AwareDatetime, AfterValidator(to_utc)]
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
 
-Text = Annotated[str, AfterValidator(reject_nul)]
+
+def rfc3339_only(value: object) -> object:
+    # Pydantic's lax mode reads a number (or a numeric string) as Unix seconds: 0.01 would
+    # become 1970-01-01T00:00:00.01Z. The contract and the schema say RFC 3339 text.
+    is_text = isinstance(value, str) and _RFC3339_START.match(value) is not None
+    if not (is_text or isinstance(value, datetime)):
+        raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-11-26T09:00:00Z")
+    return value
+
+
+# A timestamp with a required time zone, normalised to UTC (naive input is a 422).
+UTCTimestamp = Annotated[AwareDatetime, BeforeValidator(rfc3339_only), AfterValidator(to_utc)]
+
+# What the validators refuse beyond the JSON Schema keywords, said in the schema too, so a
+# client (and tests/integration/test_schemathesis.py) can tell an accepted string from a
+# refused one: no NUL anywhere, and, for a required string, something besides the white
+# space that is stripped (Python's str.isspace set, spelled for an ECMA pattern).
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = Field(json_schema_extra={"pattern": r"^[^\x00]*$"})
+NOT_BLANK = Field(json_schema_extra={"pattern": rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"})
+
+Text = Annotated[str, AfterValidator(reject_nul), NO_NUL]
 
 Username = Annotated[
     str,
@@ -75,6 +98,7 @@ Password = Annotated[
     str,
     StringConstraints(strip_whitespace=False, min_length=8, max_length=128),
     AfterValidator(reject_nul),
+    NO_NUL,
 ]
 # A password being checked, not set: any length up to the maximum is worth a comparison.
 PasswordAttempt = Annotated[str, StringConstraints(strip_whitespace=False, max_length=128)]

@@ -3,9 +3,11 @@ from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.models.task import Priority
 from app.schemas.common import (
+    NOT_BLANK,
     Page,
     PageQuery,
     RequestModel,
@@ -17,12 +19,15 @@ from app.schemas.common import (
 
 MAX_TAGS = 20
 
-TaskTitle = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TaskTitle = Annotated[
+    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NOT_BLANK
+]
 TaskDescription = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=10_000)]
 TagName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50),
     AfterValidator(reject_nul),
+    NOT_BLANK,
 ]
 
 
@@ -33,7 +38,12 @@ def distinct_tags(tags: list[str]) -> list[str]:
     return tags
 
 
-TagList = Annotated[list[TagName], Field(max_length=MAX_TAGS), AfterValidator(distinct_tags)]
+# uniqueItems tells clients about exact duplicates; lower-cased ones are refused as well.
+TagList = Annotated[
+    list[TagName],
+    Field(max_length=MAX_TAGS, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(distinct_tags),
+]
 
 
 class TaskCreate(RequestModel):
@@ -47,12 +57,13 @@ class TaskCreate(RequestModel):
 class TaskUpdate(RequestModel):
     """Any subset of the fields; only the ones sent change. `due_at: null` clears it."""
 
-    title: TaskTitle | None = None
-    description: TaskDescription | None = None
-    completed: bool | None = None
-    priority: Priority | None = None
+    # Absent means "unchanged"; only due_at may be null, and the schema says so.
+    title: TaskTitle | SkipJsonSchema[None] = None
+    description: TaskDescription | SkipJsonSchema[None] = None
+    completed: bool | SkipJsonSchema[None] = None
+    priority: Priority | SkipJsonSchema[None] = None
     due_at: UTCTimestamp | None = None
-    tags: TagList | None = None
+    tags: TagList | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _only_due_at_is_nullable(self) -> Self:
@@ -112,7 +123,7 @@ class TaskListQuery(PageQuery):
     completed: bool | None = None
     priority: list[Priority] = Field(default_factory=list)
     tag: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
-    q: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = None
+    q: Annotated[Text, StringConstraints(min_length=1, max_length=200), NOT_BLANK] | None = None
     due_before: UTCTimestamp | None = None
     due_after: UTCTimestamp | None = None
     overdue: bool | None = None

@@ -2,6 +2,7 @@ from datetime import datetime
 from typing import Self
 
 from pydantic import EmailStr, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.schemas.common import (
     Page,
@@ -42,8 +43,9 @@ class UserRead(ResponseModel):
 class AdminUserUpdate(RequestModel):
     """What an administrator may change on an account; fields left out stay as they are."""
 
-    is_active: bool | None = None
-    is_admin: bool | None = None
+    # Absent means "unchanged"; null is refused, and the schema says so.
+    is_active: bool | SkipJsonSchema[None] = None
+    is_admin: bool | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:

@@ -1,0 +1,156 @@
+"""A sweep over every operation of the OpenAPI schema: ownership, authentication, roles.
+
+- Every operation with an id in its path, sent by user B with user A's real ids: 404 with the
+  same body as an id that was never used (admin routes: 403, B is no administrator).
+- Every operation that needs a token, sent without one: 401 with `WWW-Authenticate: Bearer`.
+- The public operations are listed here: a new route without authentication fails this test
+  until it is added to PUBLIC on purpose.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient, Response
+
+from tests.conftest import bearer, login, register
+from tests.factories import NEVER_USED_ID, create_comment, create_task
+
+PUBLIC = {
+    "POST /auth/register",
+    "POST /auth/login",
+    "POST /auth/refresh",
+    "GET /health",
+    "GET /health/detailed",
+}
+PUBLIC_PAGES = ["/docs", "/redoc", "/openapi.json"]
+
+# A valid body for every operation that takes one, so that only ownership can refuse it.
+BODIES: dict[str, dict[str, Any]] = {
+    "PATCH /tasks/{task_id}": {"json": {"title": "taken over"}},
+    "POST /tasks/{task_id}/comments": {"json": {"text": "hello"}},
+    "PATCH /admin/users/{user_id}": {"json": {"is_active": False}},
+    "POST /tasks": {"json": {"title": "t"}},
+    "PATCH /auth/me": {"json": {"email": None}},
+    "POST /auth/me/password": {"json": {"current_password": "x" * 8, "new_password": "y" * 8}},
+    "POST /auth/logout": {"json": {"refresh_token": "x"}},
+    "POST /auth/register": {"json": {"username": "someone", "password": "p" * 8}},
+    "POST /auth/login": {"data": {"username": "someone", "password": "p" * 8}},
+    "POST /auth/refresh": {"json": {"refresh_token": "x"}},
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    secured: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def has_ids(self) -> bool:
+        return "{" in self.path
+
+
+def operations(app: FastAPI) -> list[Operation]:
+    found = []
+    for path, item in app.openapi()["paths"].items():
+        for method, spec in item.items():
+            found.append(Operation(method.upper(), path, bool(spec.get("security"))))
+    return found
+
+
+async def send(
+    client: AsyncClient, op: Operation, ids: dict[str, int], headers: dict[str, str]
+) -> Response:
+    url = op.path.format(**ids)
+    return await client.request(op.method, url, headers=headers, **BODIES.get(op.label, {}))
+
+
+@dataclass
+class Owner:
+    headers: dict[str, str]
+    ids: dict[str, int]
+
+
+@pytest.fixture
+async def owner(client: AsyncClient) -> Owner:
+    """User A with a real task, comment and notification."""
+    a = await register(client)
+    headers = bearer(await login(client, a["username"]))
+    task = await create_task(client, headers)
+    comment = await create_comment(client, headers, task["id"])
+    listing = await client.get("/notifications", headers=headers)
+    notification = listing.json()["items"][0]
+    ids = {
+        "task_id": task["id"],
+        "comment_id": comment["id"],
+        "notification_id": notification["id"],
+        "user_id": a["id"],
+    }
+    return Owner(headers, ids)
+
+
+async def test_every_body_is_known(app: FastAPI) -> None:
+    schema = app.openapi()["paths"]
+    with_body = {
+        f"{method.upper()} {path}"
+        for path, item in schema.items()
+        for method, spec in item.items()
+        if "requestBody" in spec
+    }
+    assert with_body <= set(BODIES), "add a valid body to BODIES"
+
+
+async def test_public_operations_are_exactly_the_listed_ones(app: FastAPI) -> None:
+    assert {op.label for op in operations(app) if not op.secured} == PUBLIC
+
+
+async def test_another_users_ids_are_404_like_never_used_ones(
+    app: FastAPI, client: AsyncClient, owner: Owner
+) -> None:
+    owner_ids = owner.ids
+    b = await register(client)
+    # A malformed If-Match must not turn the 404 into a 412 (it once did, before lookup).
+    b_headers = {**bearer(await login(client, b["username"])), "If-Match": "garbage"}
+    never_used = dict.fromkeys(owner_ids, NEVER_USED_ID)
+    checked = []
+    for op in operations(app):
+        if not op.has_ids:
+            continue
+        response = await send(client, op, owner_ids, b_headers)
+        if op.path.startswith("/admin"):
+            assert response.status_code == 403, (op.label, response.text)
+            continue
+        unknown = await send(client, op, never_used, b_headers)
+        assert response.status_code == 404, (op.label, response.text)
+        assert response.json() == unknown.json(), op.label
+        checked.append(op.label)
+    assert len(checked) >= 6
+    # Nothing of A's was touched: A still sees the task and the comment.
+    a_headers = owner.headers
+    task = await client.get(f"/tasks/{owner_ids['task_id']}", headers=a_headers)
+    assert task.status_code == 200
+    assert task.json()["title"] == "A task"
+    comments = await client.get(f"/tasks/{owner_ids['task_id']}/comments", headers=a_headers)
+    assert [c["id"] for c in comments.json()["items"]] == [owner_ids["comment_id"]]
+
+
+async def test_every_secured_operation_needs_a_token(app: FastAPI, client: AsyncClient) -> None:
+    ids = dict.fromkeys(("task_id", "comment_id", "notification_id", "user_id"), 1)
+    for op in operations(app):
+        if not op.secured:
+            continue
+        response = await send(client, op, ids, {})
+        assert response.status_code == 401, (op.label, response.text)
+        assert response.headers["www-authenticate"] == "Bearer", op.label
+        assert set(response.json()) == {"detail"}
+
+
+@pytest.mark.parametrize("path", PUBLIC_PAGES)
+async def test_docs_are_public(client: AsyncClient, path: str) -> None:
+    assert (await client.get(path)).status_code == 200
