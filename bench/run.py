@@ -1,0 +1,843 @@
+"""The performance benchmark: our API against a no-database ceiling, measured in one run.
+
+    python bench/run.py            # make bench: everything (about 14 minutes)
+    python bench/run.py --quick    # make bench-quick: PostgreSQL list/get/me at 32 conns
+
+What it does, unattended, on 127.0.0.1 only:
+
+1. checks for wrk (installs Debian's package when missing, saying so);
+2. creates its own databases: PostgreSQL `task_manager_bench` (dropped and created) and
+   `.bench/bench.db` (SQLite), migrates them and seeds 52 users with bench/seed_tasks.py
+   (seed_1 has 1,000 tasks, seed_2 has 10, seed_3..seed_52 about 1,000 each);
+3. mints one access token per user with the app's TokenCodec and a real auth_session row
+   (valid for the real server: same SECRET_KEY, same checks);
+4. serves the app with `task-manager serve --workers N` (RATE_LIMIT_ENABLED=false,
+   LOG_LEVEL=WARNING, fixed SECRET_KEY) next to bench/ceiling_app.py with the same server and
+   worker count; for every scenario and connection count it warms up (not counted), then
+   runs wrk R times, ours and the ceiling alternately, so that every ratio is a pair
+   measured seconds apart on this shared machine;
+5. PostgreSQL at scale: `task_manager_bench_1m` with 1,000,000 tasks over 10,000 users,
+   list and get for the 10-task and the 10,000-task user, first page and a deep page (a
+   cursor fetched first), each run paired with the same scenario on the small table;
+6. writes bench/results/<timestamp>.json and appends a markdown table to docs/benchmarks.md.
+
+Every server it starts is stopped on the way out, failure or Ctrl-C included.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORK = ROOT / ".bench"
+WRK_DIR = BENCH / "wrk"
+RESULTS = BENCH / "results"
+DOCS = ROOT / "docs" / "benchmarks.md"
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+
+SECRET_KEY = "benchmark-secret-key-not-for-production-0123456789abcdef"
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PG_DB = "task_manager_bench"
+PG_1M_DB = "task_manager_bench_1m"
+
+# The small table: seed_1 has 1,000 tasks, seed_2 10, seed_3..seed_52 1,000 each.
+SMALL = {"users": 52, "tasks": 51_010, "big": 1_000}
+LARGE = {"users": 10_000, "tasks": 1_000_000, "big": 10_000}
+LIST_USER, GET_USER, POST_USER, PATCH_USER = 3, 3, 4, 5
+POOL_IDS = 200  # task ids per user in the pools (get / patch draw from them)
+
+TARGETS = {  # scenario -> minimum % of the ceiling (PostgreSQL, two workers)
+    "list": 35.0,
+    "post": 25.0,
+    "me": 50.0,
+}
+P99_TARGET_MS = 50.0
+
+SCENARIOS: dict[str, tuple[str, dict[str, str]]] = {
+    "list": ("path.lua", {"BENCH_PATH": "/tasks?limit=20"}),
+    "get": ("get.lua", {}),
+    "post": ("post.lua", {}),
+    "patch": ("patch.lua", {}),
+    "me": ("path.lua", {"BENCH_PATH": "/auth/me"}),
+    "mixed": ("mixed.lua", {}),
+    "login": ("login.lua", {"BENCH_LOGIN_USERS": "52"}),
+}
+LABELS = {
+    "list": "GET /tasks?limit=20",
+    "get": "GET /tasks/{id}",
+    "post": "POST /tasks",
+    "patch": "PATCH /tasks/{id}",
+    "me": "GET /auth/me",
+    "mixed": "mixed 80/20, 50 users",
+    "login": "POST /auth/login",
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- environment ---------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    log("wrk is missing: running `apt-get install -y wrk` (Debian's package)")
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk could not be installed; install it and run again")
+    return found
+
+
+def server_env(database_url: str, *, redis: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL"}}
+    env.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY=SECRET_KEY,
+        RATE_LIMIT_ENABLED="false",
+        LOG_LEVEL="WARNING",
+        LOG_FILE="",
+        ACCESS_TOKEN_EXPIRE_MINUTES="240",  # noqa: S106 (not a password)
+        ENVIRONMENT="development",
+        HOST=HOST,
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("AUTH_CACHE_TTL_SECONDS", None)
+    env.pop("WEB_CONCURRENCY", None)
+    if redis:
+        env["REDIS_URL"] = REDIS_URL
+    return env
+
+
+def psql(sql: str, database: str = "postgres") -> None:
+    subprocess.run(
+        ["psql", f"{POSTGRES}/{database}", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def prepare_database(url: str, sizes: dict[str, int], *, fresh_pg: str | None = None) -> float:
+    """Create (PostgreSQL) or delete (SQLite) the database, migrate it, seed it; seconds."""
+    started = time.perf_counter()
+    if fresh_pg:
+        psql(f"DROP DATABASE IF EXISTS {fresh_pg} WITH (FORCE)")
+        psql(f"CREATE DATABASE {fresh_pg}")
+    else:
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    env = server_env(url, redis=False)
+    subprocess.run(
+        [str(BIN / "task-manager"), "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "seed_tasks.py"),
+            url,
+            "--users",
+            str(sizes["users"]),
+            "--tasks",
+            str(sizes["tasks"]),
+            "--big-user-tasks",
+            str(sizes["big"]),
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    return time.perf_counter() - started
+
+
+async def _mint(url: str, user_ids: list[int]) -> dict[int, tuple[str, list[int]]]:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.core.config import to_async_database_url
+    from app.core.security import TokenCodec, TokenType
+
+    codec = TokenCodec(
+        secret_key=SECRET_KEY, access_ttl=timedelta(hours=4), refresh_ttl=timedelta(days=1)
+    )
+    engine = create_async_engine(to_async_database_url(url))
+    pools: dict[int, tuple[str, list[int]]] = {}
+    now = datetime.now(UTC)
+    if engine.dialect.name == "sqlite":
+        now_value: Any = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+    else:
+        now_value = now
+    async with engine.begin() as connection:
+        for user_id in user_ids:
+            session_id = uuid.uuid4().hex
+            await connection.execute(
+                text("INSERT INTO auth_session (id, user_id, created_at) VALUES (:i, :u, :c)"),
+                {"i": session_id, "u": user_id, "c": now_value},
+            )
+            rows = await connection.execute(
+                text("SELECT id FROM task WHERE owner_id = :u ORDER BY id LIMIT :n"),
+                {"u": user_id, "n": POOL_IDS},
+            )
+            token = codec.issue(TokenType.ACCESS, user_id=user_id, session_id=session_id).token
+            pools[user_id] = (token, [row[0] for row in rows])
+    await engine.dispose()
+    return pools
+
+
+def write_pools(name: str, url: str, user_ids: list[int]) -> dict[int, Path]:
+    """One pool file per user (and `all` for every user): token and task ids for wrk."""
+    pools = asyncio.run(_mint(url, user_ids))
+    directory = WORK / "pools" / name
+    directory.mkdir(parents=True, exist_ok=True)
+    files: dict[int, Path] = {}
+    lines = []
+    for user_id, (token, ids) in pools.items():
+        line = f"{token}\t{','.join(map(str, ids))}\n"
+        lines.append(line)
+        files[user_id] = directory / f"user{user_id}.tsv"
+        files[user_id].write_text(line)
+    files[0] = directory / "all.tsv"
+    files[0].write_text("".join(lines))
+    return files
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return WORK / "logs" / f"{self.name}.log"
+
+    def start(self) -> "Server":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = [a.replace("{port}", str(self.port)) for a in self.argv]
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen(
+                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                start_new_session=True,
+            )  # fmt: skip
+        RUNNING.append(self)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        log(f"{self.name} is up on {self.url} (pid {self.process.pid})")
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not answer /health within 60 s")
+
+    def worker_pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        found = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        return [int(pid) for pid in found] or [self.process.pid]
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=35)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        log(f"{self.name} stopped")
+
+    def log_count(self, pattern: str) -> int:
+        try:
+            return self.log_path.read_text(errors="replace").count(pattern)
+        except FileNotFoundError:
+            return 0
+
+
+RUNNING: list[Server] = []
+
+
+def stop_all() -> None:
+    while RUNNING:
+        RUNNING.pop().stop()
+
+
+def app_server(name: str, url: str, workers: int, *, redis: bool) -> Server:
+    argv = [str(BIN / "task-manager"), "serve", "--port", "{port}", "--workers", str(workers)]
+    return Server(name, argv, server_env(url, redis=redis))
+
+
+def ceiling_server(workers: int) -> Server:
+    env = server_env("sqlite:///:memory:", redis=False)
+    if workers > 1:
+        argv = [
+            sys.executable, "-m", "gunicorn", "ceiling_app:app", "--pythonpath", f"{BENCH},{ROOT}",
+            "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "--bind", f"{HOST}:{{port}}", "--workers", str(workers),
+        ]  # fmt: skip
+    else:  # what `task-manager serve` runs with one worker
+        argv = [
+            sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(BENCH),
+            "--host", HOST, "--port", "{port}", "--no-server-header", "--log-level", "warning",
+        ]  # fmt: skip
+        env["PYTHONPATH"] = str(ROOT)
+    return Server(f"ceiling-{workers}w", argv, env)
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    duration: int
+    reps: int
+    warmup: int
+    connections: tuple[int, ...]
+    wrk: str
+
+
+def wrk(
+    cfg: Settings, server: Server, scenario: str, conns: int, pool: Path, seconds: int,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    script, env_extra = SCENARIOS[scenario]
+    env = dict(os.environ, BENCH_WRK_DIR=str(WRK_DIR), BENCH_POOL=str(pool), **env_extra)
+    env.update(extra_env or {})
+    threads = min(2, conns)
+    command = [
+        cfg.wrk, "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
+        "-s", str(WRK_DIR / script), server.url,
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    match = re.search(r"^BENCH_JSON (.*)$", done.stdout, re.M)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    result["socket_errors_total"] = sum(result["socket_errors"].values())
+    return result
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rps = [r["rps"] for r in runs]
+    return {
+        "rps_median": round(statistics.median(rps), 1),
+        "rps_min": round(min(rps), 1),
+        "rps_max": round(max(rps), 1),
+        "p50_ms": round(statistics.median(r["latency_ms"]["p50"] for r in runs), 2),
+        "p99_ms": round(statistics.median(r["latency_ms"]["p99"] for r in runs), 2),
+        "p99_max_ms": round(max(r["latency_ms"]["p99"] for r in runs), 2),
+        "non2xx": sum(r["non2xx"] for r in runs),
+        "status_5xx": sum(r["status_5xx"] for r in runs),
+        "socket_errors": sum(r["socket_errors_total"] for r in runs),
+        "runs": runs,
+    }
+
+
+def measure(
+    cfg: Settings, config: str, scenario: str, ours: Server, pool: Path,
+    reference: Server | None, reference_pool: Path | None = None, kind: str = "ceiling",
+    label: str | None = None, connections: tuple[int, ...] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Warm up, then R runs per connection count, ours and the reference alternately."""
+    rows = []
+    for index, conns in enumerate(connections or cfg.connections):
+        if index == 0:  # warm-up, not counted
+            wrk(cfg, ours, scenario, conns, pool, cfg.warmup)
+            if reference is not None:
+                wrk(cfg, reference, scenario, conns, reference_pool or pool, cfg.warmup)
+        our_runs, ref_runs, ratios = [], [], []
+        for _ in range(cfg.reps):
+            our_runs.append(wrk(cfg, ours, scenario, conns, pool, cfg.duration))
+            if reference is not None:
+                ref_runs.append(wrk(cfg, reference, scenario, conns, reference_pool or pool,
+                                    cfg.duration))  # fmt: skip
+                ratios.append(100 * our_runs[-1]["rps"] / ref_runs[-1]["rps"])
+        row: dict[str, Any] = {
+            "config": config,
+            "scenario": label or scenario,
+            "path": LABELS.get(scenario, scenario),
+            "connections": conns,
+            "ours": summarise(our_runs),
+        }
+        if reference is not None:
+            row[kind] = summarise(ref_runs)
+            row["pct_of_" + kind] = round(statistics.median(ratios), 1)
+            row["pct_of_" + kind + "_range"] = [round(min(ratios), 1), round(max(ratios), 1)]
+        rows.append(row)
+        ours_s = row["ours"]
+        extra = f" = {row['pct_of_' + kind]}% of {kind}" if reference is not None else ""
+        log(
+            f"{config:10} {label or scenario:16} c={conns:<3} {ours_s['rps_median']:8.1f} req/s "
+            f"p99 {ours_s['p99_ms']:7.1f} ms non2xx {ours_s['non2xx']} sock "
+            f"{ours_s['socket_errors']}{extra}"
+        )
+    return rows
+
+
+def health_probe(url: str, seconds: float, interval: float = 0.05) -> dict[str, Any]:
+    """GET /health every `interval` seconds on one keep-alive connection; latency in ms."""
+    import http.client
+
+    connection = http.client.HTTPConnection(HOST, int(url.rsplit(":", 1)[1]), timeout=10)
+    latencies, failures = [], 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                failures += 1
+        except OSError:
+            failures += 1
+            connection.close()
+        latencies.append((time.perf_counter() - started) * 1000)
+        time.sleep(max(0.0, interval - (time.perf_counter() - started)))
+    connection.close()
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "failures": failures,
+        "p50_ms": round(latencies[len(latencies) // 2], 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+        "max_ms": round(latencies[-1], 2),
+    }
+
+
+def login_storm(cfg: Settings, config: str, ours: Server, pool: Path) -> dict[str, Any]:
+    """50 connections logging in while a probe asks /health 20 times a second."""
+    idle = health_probe(ours.url, 3)
+    runs = []
+    for _ in range(cfg.reps):
+        holder: dict[str, Any] = {}
+        probe = threading.Thread(
+            target=lambda out=holder: out.update(health_probe(ours.url, cfg.duration - 1.0))
+        )
+        probe_started = threading.Timer(0.5, probe.start)
+        probe_started.start()
+        login = wrk(cfg, ours, "login", 50, pool, cfg.duration)
+        probe_started.join()
+        probe.join()
+        runs.append({"login": login, "health": holder})
+    row = {
+        "config": config,
+        "scenario": "health-during-login",
+        "connections": 50,
+        "health_idle": idle,
+        "login": summarise([r["login"] for r in runs]),
+        "health_p50_ms": round(statistics.median(r["health"]["p50_ms"] for r in runs), 2),
+        "health_p99_ms": round(statistics.median(r["health"]["p99_ms"] for r in runs), 2),
+        "health_max_ms": round(max(r["health"]["max_ms"] for r in runs), 2),
+        "health_failures": sum(r["health"]["failures"] for r in runs),
+        "runs": runs,
+    }
+    log(
+        f"{config:10} login storm c=50: {row['login']['rps_median']} logins/s; /health p99 "
+        f"{row['health_p99_ms']} ms (idle {idle['p99_ms']} ms)"
+    )
+    return row
+
+
+def deep_cursor(server: Server, token: str, depth: int) -> str:
+    """The cursor of the row `depth` positions in, reached by following next_cursor."""
+    cursor, seen = None, 0
+    while seen < depth:
+        path = "/tasks?limit=100" + (f"&cursor={cursor}" if cursor else "")
+        request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
+            server.url + path, headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            page = json.load(response)
+        seen += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            raise RuntimeError(f"fewer than {depth} tasks")
+    assert cursor is not None
+    return cursor
+
+
+# --- phases --------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {"python": platform.python_version()}
+    for package in ("fastapi", "starlette", "uvicorn", "gunicorn", "pydantic", "sqlalchemy"):
+        out[package] = version(package)
+    for name, command in (
+        ("postgresql", ["psql", "-tAc", "SHOW server_version", f"{POSTGRES}/postgres"]),
+        ("wrk", ["wrk", "--version"]),
+    ):
+        try:
+            text = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            out[name] = (text.stdout or text.stderr).strip().splitlines()[0][:40]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            out[name] = "?"
+    import sqlite3
+
+    out["sqlite"] = sqlite3.sqlite_version
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "load_before": os.getloadavg(),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = Settings(
+        duration=args.duration,
+        reps=args.reps,
+        warmup=args.warmup,
+        connections=tuple(args.connections),
+        wrk=ensure_wrk(),
+    )
+    WORK.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "versions": versions(),
+        "settings": {
+            "duration_s": cfg.duration,
+            "reps": cfg.reps,
+            "warmup_s": cfg.warmup,
+            "connections": list(cfg.connections),
+            "wrk_threads": 2,
+        },
+        "rows": [],
+        "login": [],
+        "scale": [],
+        "checks": {},
+        "missing": [],
+    }
+    rows: list[dict[str, Any]] = report["rows"]
+    pg_url = f"{POSTGRES}/{PG_DB}"
+    users = list(range(3, SMALL["users"] + 1))
+
+    # PostgreSQL, two workers (the targets' configuration), with Redis as on make stack.
+    log(f"PostgreSQL: preparing {PG_DB} ({SMALL['tasks']} tasks, {SMALL['users']} users)")
+    prepare_database(pg_url, SMALL, fresh_pg=PG_DB)
+    pools = write_pools("pg", pg_url, users)
+    ceiling2 = ceiling_server(2).start()
+    pg = app_server("pg-2w", pg_url, 2, redis=True).start()
+    quick = ("list", "get", "me") if args.quick else ()
+    for scenario in quick or ("list", "get", "me", "post", "patch"):
+        pool = pools[{"post": POST_USER, "patch": PATCH_USER}.get(scenario, LIST_USER)]
+        rows += measure(cfg, "pg-2w", scenario, pg, pool, ceiling2)
+    if not args.quick:
+        rows += measure(cfg, "pg-2w", "mixed", pg, pools[0], None)
+        report["login"] += measure(cfg, "pg-2w", "login", pg, pools[0], None)
+        report["login"].append(login_storm(cfg, "pg-2w", pg, pools[0]))
+
+    if not args.quick and not args.skip_scale:
+        log(f"PostgreSQL at scale: preparing {PG_1M_DB} ({LARGE['tasks']} tasks)")
+        seconds = prepare_database(f"{POSTGRES}/{PG_1M_DB}", LARGE, fresh_pg=PG_1M_DB)
+        report["checks"]["seed_1m_seconds"] = round(seconds, 1)
+        log(f"seeded in {seconds:.0f} s")
+        big_pools = write_pools("pg1m", f"{POSTGRES}/{PG_1M_DB}", [1, 2])
+        big = app_server("pg-2w-1m", f"{POSTGRES}/{PG_1M_DB}", 2, redis=True).start()
+        token = big_pools[1].read_text().split("\t", 1)[0]
+        cursor = deep_cursor(big, token, 5_000)
+        small_token = pools[LIST_USER].read_text().split("\t", 1)[0]
+        small_cursor = deep_cursor(pg, small_token, 500)
+        deep = {"BENCH_PATH": f"/tasks?limit=20&cursor={cursor}"}
+        small_deep = {"BENCH_PATH": f"/tasks?limit=20&cursor={small_cursor}"}
+        cases = [
+            ("list-10-first", "list", big_pools[2], {}, "list", {}),
+            ("list-10k-first", "list", big_pools[1], {}, "list", {}),
+            ("list-10k-deep5000", "list", big_pools[1], deep, "list", small_deep),
+            ("get-10k", "get", big_pools[1], {}, "get", {}),
+        ]  # fmt: skip
+        for label, scenario, pool, env, _, small_env in cases:
+            report["scale"] += measure_scale(cfg, label, scenario, big, pool, env, pg,
+                                             pools[LIST_USER], small_env)  # fmt: skip
+        big.stop()
+    pg.stop()
+
+    if not args.quick and not args.skip_sqlite:
+        sqlite_url = f"sqlite:///{WORK / 'bench.db'}"
+        log("SQLite: preparing .bench/bench.db")
+        prepare_database(sqlite_url, SMALL)
+        sqlite_pools = write_pools("sqlite", sqlite_url, users)
+        ceiling1 = ceiling_server(1).start()
+        for workers, reference in ((1, ceiling1), (2, None)):
+            name = f"sqlite-{workers}w"
+            server = app_server(name, sqlite_url, workers, redis=False).start()
+            for scenario in ("list", "get", "me", "post", "patch"):
+                pool = sqlite_pools[{"post": POST_USER, "patch": PATCH_USER}.get(scenario, 3)]
+                measured = measure(cfg, name, scenario, server, pool, reference)
+                if reference is None:  # the ceiling-2w figures measured with pg-2w above
+                    attach_ceiling(measured, rows)
+                rows += measured
+            rows += measure(cfg, name, "mixed", server, sqlite_pools[0], None)
+            server.stop()
+            report["checks"][f"{name}_database_is_locked"] = server.log_count("database is locked")
+            report["checks"][f"{name}_tracebacks"] = server.log_count("Traceback")
+        ceiling1.stop()
+    else:
+        report["missing"].append("SQLite configurations (skipped by option)")
+    ceiling2.stop()
+    report["missing"].append(
+        "nginx / make stack (2 instances x 2 workers behind nginx :8080): not measured"
+    )
+    report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    report["machine"]["load_after"] = os.getloadavg()
+    return report
+
+
+def attach_ceiling(measured: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> None:
+    """Compare with the two-worker ceiling measured earlier in this run (not paired)."""
+    for row in measured:
+        for old in earlier:
+            same = (old["config"], old["scenario"], old["connections"])
+            if same == ("pg-2w", row["scenario"], row["connections"]) and "ceiling" in old:
+                row["ceiling"] = old["ceiling"]
+                pct = 100 * row["ours"]["rps_median"] / old["ceiling"]["rps_median"]
+                row["pct_of_ceiling"] = round(pct, 1)
+                row["pct_of_ceiling_range"] = [round(pct, 1), round(pct, 1)]
+                row["ceiling_paired"] = False
+
+
+def measure_scale(
+    cfg: Settings, label: str, scenario: str, big: Server, pool: Path, env: dict[str, str],
+    small: Server, small_pool: Path, small_env: dict[str, str],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """A 1M-table scenario, each run paired with the same scenario on the small table."""
+    rows = []
+    for index, conns in enumerate(cfg.connections):
+        if index == 0:  # warm-up, not counted
+            wrk(cfg, big, scenario, conns, pool, cfg.warmup, env)
+            wrk(cfg, small, scenario, conns, small_pool, cfg.warmup, small_env)
+        big_runs, small_runs, ratios = [], [], []
+        for _ in range(cfg.reps):
+            big_runs.append(wrk(cfg, big, scenario, conns, pool, cfg.duration, env))
+            small_runs.append(wrk(cfg, small, scenario, conns, small_pool, cfg.duration,
+                                  small_env))  # fmt: skip
+            ratios.append(small_runs[-1]["rps"] / big_runs[-1]["rps"])
+        row = {
+            "config": "pg-2w-1m",
+            "scenario": label,
+            "path": LABELS[scenario],
+            "connections": conns,
+            "ours": summarise(big_runs),
+            "small": summarise(small_runs),
+            "slowdown_vs_small": round(statistics.median(ratios), 2),
+            "slowdown_range": [round(min(ratios), 2), round(max(ratios), 2)],
+        }
+        rows.append(row)
+        log(
+            f"1M {label:18} c={conns:<3} {row['ours']['rps_median']:8.1f} req/s vs small "
+            f"{row['small']['rps_median']:8.1f}: {row['slowdown_vs_small']}x, p99 "
+            f"{row['ours']['p99_ms']} ms"
+        )
+    return rows
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def fmt_rps(s: dict[str, Any]) -> str:
+    return f"{s['rps_median']:.0f} ({s['rps_min']:.0f}-{s['rps_max']:.0f})"
+
+
+def errors(s: dict[str, Any]) -> str:
+    return f"{s['non2xx']}/{s['socket_errors']}"
+
+
+def target_note(row: dict[str, Any]) -> str:
+    if row["config"] != "pg-2w":
+        return ""
+    notes = []
+    goal = TARGETS.get(row["scenario"])
+    if goal is not None:
+        ok = row["pct_of_ceiling"] >= goal
+        notes.append(f"≥{goal:.0f}% {'met' if ok else 'MISSED'}")
+    if row["scenario"] in {"list", "get", "post", "patch", "me"}:
+        ok = row["ours"]["p99_ms"] < P99_TARGET_MS
+        notes.append(f"p99<50 {'met' if ok else 'MISSED'}")
+    return ", ".join(notes)
+
+
+def markdown(report: dict[str, Any], json_path: Path) -> str:
+    m, v, s = report["machine"], report["versions"], report["settings"]
+    out = [
+        f"### Run of {report['started']}",
+        "",
+        f"- machine: {m['cores']} cores, {m['cpu']}, Linux {m['kernel']}; load average "
+        f"before {m['load_before'][0]:.2f}, after {m['load_after'][0]:.2f} (shared machine)",
+        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- command: `{report['command']}` ({report['elapsed_s']:.0f} s in all); wrk -t2 "
+        f"--timeout 10s, {s['reps']} x {s['duration_s']} s per figure after a "
+        f"{s['warmup_s']} s warm-up, ours and the reference alternately",
+        f"- raw figures: `{json_path.relative_to(ROOT)}`",
+        "",
+        "req/s: median (min-max) of the runs; latency: median of the runs' percentiles; "
+        "errors: non-2xx / socket errors over all runs; % of ceiling: median of the paired "
+        "ratios (min-max).",
+        "",
+        "| config | scenario | conns | req/s | p50 ms | p99 ms | errors | ceiling req/s "
+        "| % of ceiling | target |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in report["rows"]:
+        o = row["ours"]
+        ceiling = row.get("ceiling")
+        pct = (
+            f"{row['pct_of_ceiling']:.0f}% ({row['pct_of_ceiling_range'][0]:.0f}-"
+            f"{row['pct_of_ceiling_range'][1]:.0f})"
+            if ceiling
+            else "-"
+        )
+        if row.get("ceiling_paired") is False:
+            pct = f"{row['pct_of_ceiling']:.0f}% (vs pg-2w's ceiling)"
+        out.append(
+            f"| {row['config']} | {row['path']} | {row['connections']} | {fmt_rps(o)} | "
+            f"{o['p50_ms']:.1f} | {o['p99_ms']:.1f} | {errors(o)} | "
+            f"{fmt_rps(ceiling) if ceiling else '-'} | {pct} | {target_note(row)} |"
+        )
+    if report["login"]:
+        out += ["", "Login (Argon2id, m=19456 KiB, t=2, p=1):", ""]
+        out += [
+            "| config | load | conns | logins/s | p50 ms | p99 ms | errors | /health during it |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for row in report["login"]:
+            if row["scenario"] == "health-during-login":
+                o = row["login"]
+                idle = row["health_idle"]
+                health = (
+                    f"p50 {row['health_p50_ms']:.1f} ms, p99 {row['health_p99_ms']:.1f} ms, "
+                    f"max {row['health_max_ms']:.1f} ms, {row['health_failures']} failed "
+                    f"(idle: p99 {idle['p99_ms']:.1f} ms)"
+                )
+                load = "login storm + /health probe (20/s)"
+            else:
+                o, health, load = row["ours"], "", "login only"
+            out.append(
+                f"| {row['config']} | {load} | {row['connections']} | {fmt_rps(o)} | "
+                f"{o['p50_ms']:.1f} | {o['p99_ms']:.1f} | {errors(o)} | {health} |"
+            )
+    if report["scale"]:
+        out += [
+            "",
+            "Scale: 1,000,000 tasks over 10,000 users (seed_2: 10 tasks, seed_1: 10,000), "
+            "each run paired with the same request on the small table (1,000-task user; the "
+            "deep page there is at 500 rows). slowdown = small req/s ÷ 1M req/s (target ≤ 1.2).",
+            "",
+            "| case | conns | 1M req/s | p50 ms | p99 ms | errors | small req/s | slowdown |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in report["scale"]:
+            o = row["ours"]
+            out.append(
+                f"| {row['scenario']} | {row['connections']} | {fmt_rps(o)} | "
+                f"{o['p50_ms']:.1f} | {o['p99_ms']:.1f} | {errors(o)} | "
+                f"{fmt_rps(row['small'])} | {row['slowdown_vs_small']:.2f}x "
+                f"({row['slowdown_range'][0]:.2f}-{row['slowdown_range'][1]:.2f}) |"
+            )
+    if report["checks"]:
+        out += ["", "Checks: " + ", ".join(f"{k} = {v}" for k, v in report["checks"].items())]
+    if report["missing"]:
+        out += ["", "Not measured in this run: " + "; ".join(report["missing"])]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="PostgreSQL list/get/me only")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per measured run")
+    parser.add_argument("--reps", type=int, default=3, help="runs per figure")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up")
+    parser.add_argument("--connections", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--no-docs", action="store_true", help="JSON only, docs untouched")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise SystemExit(f"interrupted by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        report = run(args)
+    finally:
+        stop_all()
+    RESULTS.mkdir(exist_ok=True)
+    stamp = report["started"].replace(":", "").replace("+0000", "Z")
+    json_path = RESULTS / f"{stamp}.json"
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    table = markdown(report, json_path)
+    print(table)
+    if not args.no_docs:
+        if not DOCS.exists():
+            DOCS.write_text("# Benchmarks\n\nSee the top of this file for how to run them.\n")
+        with DOCS.open("a") as out:
+            out.write("\n" + table)
+        log(f"appended the table to {DOCS.relative_to(ROOT)}")
+    log(f"wrote {json_path.relative_to(ROOT)}; {report['elapsed_s']:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
