@@ -37,13 +37,16 @@ from app.services.task import TaskService
 from app.services.user import UserService
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Every dependency below is `async def` although none awaits: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per dependency per request (measured: 13% of
+# the CPU of GET /auth/me, docs/benchmarks.md).
 # The largest value of a task's `version` column (a 32-bit integer).
 MAX_VERSION = 2_147_483_647
 # Versions start at 1: an If-Match we never issued demands this one, which nothing has.
 NEVER_MATCHES = 0
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -75,17 +78,17 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.password_hasher
     return hasher
 
 
-def get_token_codec(request: Request) -> TokenCodec:
+async def get_token_codec(request: Request) -> TokenCodec:
     codec: TokenCodec = request.app.state.token_codec
     return codec
 
 
-def get_cursor_codec(request: Request) -> CursorCodec:
+async def get_cursor_codec(request: Request) -> CursorCodec:
     codec: CursorCodec = request.app.state.cursor_codec
     return codec
 
@@ -95,11 +98,11 @@ TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
 CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
 
 
-def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserService:
+async def get_user_service(session: SessionDep, hasher: PasswordHasherDep) -> UserService:
     return UserService(UserRepository(session), hasher)
 
 
-def get_auth_service(
+async def get_auth_service(
     request: Request, session: SessionDep, hasher: PasswordHasherDep, tokens: TokenCodecDep
 ) -> AuthService:
     read_only = request.method in READ_ONLY_METHODS
@@ -240,11 +243,11 @@ async def get_current_auth(
 CurrentAuth = Annotated[tuple[User, TokenClaims], Depends(get_current_auth)]
 
 
-def get_current_user(current: CurrentAuth) -> User:
+async def get_current_user(current: CurrentAuth) -> User:
     return current[0]
 
 
-def get_current_token(current: CurrentAuth) -> TokenClaims:
+async def get_current_token(current: CurrentAuth) -> TokenClaims:
     return current[1]
 
 
@@ -252,7 +255,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 CurrentToken = Annotated[TokenClaims, Depends(get_current_token)]
 
 
-def get_current_admin(user: CurrentUser) -> User:
+async def get_current_admin(user: CurrentUser) -> User:
     """Admin routes take this dependency, not an `if` in the handler."""
     if not user.is_admin:
         raise PermissionDeniedError("Administrator role required")
@@ -262,14 +265,14 @@ def get_current_admin(user: CurrentUser) -> User:
 CurrentAdmin = Annotated[User, Depends(get_current_admin)]
 
 
-def get_admin_service(session: SessionDep, cursors: CursorCodecDep) -> AdminService:
+async def get_admin_service(session: SessionDep, cursors: CursorCodecDep) -> AdminService:
     return AdminService(UserRepository(session), AuthSessionRepository(session), cursors)
 
 
 AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
 
 
-def get_health_service(request: Request, settings: SettingsDep) -> HealthService:
+async def get_health_service(request: Request, settings: SettingsDep) -> HealthService:
     return HealthService(
         request.app.state.engine,
         data_path=settings.data_directory,
@@ -280,7 +283,7 @@ def get_health_service(request: Request, settings: SettingsDep) -> HealthService
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 
-def get_notification_service(
+async def get_notification_service(
     request: Request, session: SessionDep, cursors: CursorCodecDep
 ) -> NotificationService:
     email: EmailPolicy = request.app.state.email_policy
@@ -290,7 +293,7 @@ def get_notification_service(
 NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]
 
 
-def get_task_service(
+async def get_task_service(
     session: SessionDep, cursors: CursorCodecDep, notifications: NotificationServiceDep
 ) -> TaskService:
     return TaskService(TaskRepository(session), cursors, notifications)
@@ -299,7 +302,7 @@ def get_task_service(
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 
 
-def get_comment_service(
+async def get_comment_service(
     session: SessionDep,
     tasks: TaskServiceDep,
     cursors: CursorCodecDep,
@@ -311,7 +314,7 @@ def get_comment_service(
 CommentServiceDep = Annotated[CommentService, Depends(get_comment_service)]
 
 
-def parse_if_match(
+async def parse_if_match(
     if_match: Annotated[
         str | None,
         Header(description='The task\'s version as its ETag, e.g. `"3"`; `*` matches any'),
