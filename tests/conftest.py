@@ -17,6 +17,10 @@ os.environ.update(
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
         "LOG_FILE": "",
         "DOCS_ENABLED": "true",
+        # Argon2 at the lowest parameters the settings accept: the suite hashes hundreds of
+        # passwords. Production's defaults (OWASP's minimum) are asserted in test_security.py.
+        "PASSWORD_HASH_MEMORY_KIB": "8192",
+        "PASSWORD_HASH_TIME_COST": "1",
         # The suite fires many requests from one address and user; the rate-limit tests
         # build their own app with the limits on.
         "RATE_LIMIT_ENABLED": "false",

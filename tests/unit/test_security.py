@@ -37,7 +37,33 @@ class TestPasswordHasherHash:
             f"$argon2id$v=19$m={settings.PASSWORD_HASH_MEMORY_KIB},"
             f"t={settings.PASSWORD_HASH_TIME_COST},p={settings.PASSWORD_HASH_PARALLELISM}$"
         )
-        assert password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+    async def test_defaults_are_owasps_minimum(self) -> None:
+        # The suite runs with cheaper parameters (tests/conftest.py); production's defaults
+        # are these, checked on a hash made with them.
+        defaults = {
+            name: Settings.model_fields[name].default
+            for name in (
+                "PASSWORD_HASH_MEMORY_KIB",
+                "PASSWORD_HASH_TIME_COST",
+                "PASSWORD_HASH_PARALLELISM",
+            )
+        }
+        assert defaults == {
+            "PASSWORD_HASH_MEMORY_KIB": 19_456,
+            "PASSWORD_HASH_TIME_COST": 2,
+            "PASSWORD_HASH_PARALLELISM": 1,
+        }
+        hasher = PasswordHasher(
+            memory_kib=defaults["PASSWORD_HASH_MEMORY_KIB"],
+            time_cost=defaults["PASSWORD_HASH_TIME_COST"],
+            parallelism=defaults["PASSWORD_HASH_PARALLELISM"],
+            workers=1,
+        )
+        try:
+            assert (await hasher.hash(PASSWORD)).startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        finally:
+            hasher.close()
 
     async def test_salts_every_hash(self, password_hasher: PasswordHasher) -> None:
         first = await password_hasher.hash(PASSWORD)
