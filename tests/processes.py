@@ -44,6 +44,7 @@ from tests.conftest import bearer, login, register
 from tests.server import (
     HOST,
     REQUEST_TIMEOUT_SECONDS,
+    SERVER_ERRORS,
     ServerProcess,
     free_port,
     migrate,
@@ -63,11 +64,6 @@ SMTP_LOGGER = logging.getLogger("mail.log")
 # Lines that must never appear in a Celery process's output (its log format is
 # "[time: LEVEL/process] message").
 CELERY_ERRORS = re.compile(r"Traceback|: (ERROR|CRITICAL)/")
-# ... nor in the API server's: tracebacks, errors (" ERROR " is the app's format, "[ERROR]"
-# gunicorn's) and 5xx responses in the access log.
-SERVER_ERRORS = re.compile(
-    r"Traceback|Unhandled error| ERROR | CRITICAL |\[ERROR\]|\[CRITICAL\]|HTTP/1\.1\" 5\d\d"
-)
 
 
 def matching_lines(pattern: re.Pattern[str], output: str) -> list[str]:

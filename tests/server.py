@@ -9,6 +9,7 @@ test can prove that a request went through one worker and the next one through t
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import ssl
@@ -36,6 +37,18 @@ KEEPALIVE_SECONDS = 60
 # Only plain HTTP is spoken here, but every httpx client builds an SSL context, which costs
 # ~20 ms; the probes below open many clients, so they share one.
 _SSL_CONTEXT = ssl.create_default_context()
+
+# Lines that must never appear in a server's output. Case-sensitive: "uvicorn.error" is a
+# logger name; " ERROR " (the app's format) and "[ERROR]" (gunicorn's) are levels; the last
+# alternative is a 5xx in uvicorn's access log.
+SERVER_ERRORS = re.compile(
+    r"database is locked|Traceback|Unhandled error| ERROR | CRITICAL |\[ERROR\]|\[CRITICAL\]"
+    r"|HTTP/1\.1\" 5\d\d"
+)
+
+
+def server_errors(output: str) -> list[str]:
+    return [line for line in output.splitlines() if SERVER_ERRORS.search(line)]
 
 
 def task_manager_command() -> list[str]:
@@ -304,3 +317,12 @@ async def clients_by_worker(
         for clients in pinned.values():
             for client in clients:
                 await client.aclose()
+
+
+async def stop_checked(server: ServerProcess) -> None:
+    """Stop the server; it must have shut down cleanly, with no error and no 5xx logged."""
+    status = await server.stop()
+    output = server.output()
+    assert status == 0, f"the server did not shut down cleanly ({status}):\n{output}"
+    errors = server_errors(output)
+    assert not errors, "errors in the server output:\n" + "\n".join(errors)

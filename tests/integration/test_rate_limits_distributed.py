@@ -14,7 +14,6 @@ Requests go through connections pinned to known workers (`clients_by_worker`), c
 
 import asyncio
 import random
-import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,15 +24,10 @@ import httpx
 from app.core.rate_limit import PROBE_INTERVAL_SECONDS
 from tests.conftest import PASSWORD
 from tests.redis_server import private_redis
-from tests.server import ServerProcess, clients_by_worker, start_server
+from tests.server import ServerProcess, clients_by_worker, start_server, stop_checked
 
 WRONG_PASSWORD = "not the right password"
 USERNAME_LIMIT = 5  # RATE_LIMIT_LOGIN_USERNAME's default
-# Tracebacks, errors (" ERROR " is the app's format, "[ERROR]" gunicorn's) and 5xx responses
-# in uvicorn's access log.
-SERVER_ERRORS = re.compile(
-    r"Traceback|Unhandled error| ERROR | CRITICAL |\[ERROR\]|\[CRITICAL\]|HTTP/1\.1\" 5\d\d"
-)
 FALLBACK_WARNING = "Rate limits: Redis is unreachable"
 RECOVERY_NOTICE = "Rate limits: Redis answers again"
 
@@ -65,11 +59,7 @@ async def running_server(
     try:
         yield server
     finally:
-        status = await server.stop()
-    output = server.output()
-    assert status == 0, f"the server did not shut down cleanly ({status}):\n{output}"
-    errors = [line for line in output.splitlines() if SERVER_ERRORS.search(line)]
-    assert not errors, "errors in the server output:\n" + "\n".join(errors)
+        await stop_checked(server)
 
 
 @asynccontextmanager

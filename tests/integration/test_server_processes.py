@@ -9,7 +9,6 @@ race is known to span both processes; `ServerProcess.worker_of()` checks it afte
 
 import asyncio
 import itertools
-import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from tests.server import (
     ServerProcess,
     clients_by_worker,
     start_server,
+    stop_checked,
 )
 
 T = TypeVar("T")
@@ -34,15 +34,6 @@ T = TypeVar("T")
 RACE_TIMEOUT_SECONDS = 30.0
 # On PostgreSQL the hand-over test makes every commit of a new user this slow.
 SLOW_COMMIT_SECONDS = 0.5
-# Lines that must never appear in the server's output. Case-sensitive: "uvicorn.error" is a
-# logger name, " ERROR " (the app's format) and "[ERROR]" (gunicorn's) are levels.
-SERVER_ERRORS = re.compile(
-    r"database is locked|Traceback|Unhandled error| ERROR | CRITICAL |\[ERROR\]|\[CRITICAL\]"
-)
-
-
-def server_errors(output: str) -> list[str]:
-    return [line for line in output.splitlines() if SERVER_ERRORS.search(line)]
 
 
 @pytest.fixture
@@ -51,11 +42,7 @@ async def server(scratch_database_url: str, tmp_path: Path) -> AsyncIterator[Ser
     try:
         yield server
     finally:
-        status = await server.stop()
-    output = server.output()
-    assert status == 0, f"the server did not shut down cleanly ({status}):\n{output}"
-    errors = server_errors(output)
-    assert not errors, "errors in the server output:\n" + "\n".join(errors)
+        await stop_checked(server)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ afterwards that each race spanned both processes.
 """
 
 import asyncio
-import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.server import (
     ServerProcess,
     clients_by_worker,
     start_server,
+    stop_checked,
 )
 
 T = TypeVar("T")
@@ -41,14 +41,6 @@ CONCURRENT_CREATES = 100
 CREATORS = 4
 PAGE_LIMIT = 7  # small, so listing a user's tasks takes several pages
 PRIORITIES = ("low", "medium", "high", "urgent")
-# Lines that must never appear in the server's output (as in test_server_processes.py).
-SERVER_ERRORS = re.compile(
-    r"database is locked|Traceback|Unhandled error| ERROR | CRITICAL |\[ERROR\]|\[CRITICAL\]"
-)
-
-
-def server_errors(output: str) -> list[str]:
-    return [line for line in output.splitlines() if SERVER_ERRORS.search(line)]
 
 
 @pytest.fixture
@@ -57,11 +49,7 @@ async def server(scratch_database_url: str, tmp_path: Path) -> AsyncIterator[Ser
     try:
         yield server
     finally:
-        status = await server.stop()
-    output = server.output()
-    assert status == 0, f"the server did not shut down cleanly ({status}):\n{output}"
-    errors = server_errors(output)
-    assert not errors, "errors in the server output:\n" + "\n".join(errors)
+        await stop_checked(server)
 
 
 @pytest.fixture
