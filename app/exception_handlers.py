@@ -4,10 +4,12 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.core import exceptions as errors
+from app.core.database import is_database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,26 @@ def rate_limit_headers(exc: errors.RateLimitedError) -> dict[str, str]:
     return headers
 
 
+# Long enough for a restart or a failover to finish, short enough not to strand clients.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = "The database is unavailable; retry later"
+
+
+async def handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database that cannot be reached is a 503 the client may retry, not a 500.
+
+    Anything else (a failed statement is a bug) goes on to the last-resort 500.
+    """
+    if not is_database_unavailable(exc):
+        raise exc
+    logger.warning("Database unavailable on %s %s: %r", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (404 route, 405 method, ...) in our JSON shape."""
     assert isinstance(exc, StarletteHTTPException)
@@ -84,3 +106,7 @@ def allowed_methods(request: Request) -> str:
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, handle_domain_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    # asyncpg raises connect failures as plain OSError (refused, timed out); the rest arrive
+    # wrapped in SQLAlchemy errors.
+    for error_class in (SQLAlchemyError, OSError):
+        app.add_exception_handler(error_class, handle_database_error)

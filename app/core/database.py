@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,6 +19,13 @@ from app.core.exceptions import DomainError
 
 # Execution option read by the SQLite `begin` hook: writes take the write lock up front.
 SQLITE_BEGIN_MODE = "sqlite_begin_mode"
+
+# SQLSTATE classes that mean "the server cannot serve now" rather than "this statement is
+# wrong": 08 connection exception, 53 insufficient resources (too many connections), 57P01-03
+# shutting down / crashed / starting up.
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+# SQLite's equivalents: BUSY/LOCKED (the busy timeout ran out), NOMEM, IOERR, FULL, CANTOPEN.
+UNAVAILABLE_SQLITE_CODES = frozenset({5, 6, 7, 10, 13, 14})
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -124,3 +132,34 @@ async def _commit(session: AsyncSession, after_commit: AfterCommit | None) -> No
     await session.commit()
     if after_commit is not None:
         await after_commit(session)
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True for a failure of reaching the database (down, restarting, pool exhausted, locked),
+    which a retry can cure; False for a failure of the statement itself (a bug: a 500).
+
+    asyncpg raises connect failures unwrapped (ConnectionRefusedError, TimeoutError: both
+    OSError); a connection lost mid-query is a DBAPIError marked `connection_invalidated`;
+    the rest is told by the driver's error code (sqlite3 files syntax errors and a locked
+    database alike under OperationalError).
+    """
+    if isinstance(error, OSError | sa_exc.TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        return error.orig is not None and is_database_unavailable(error.orig)
+    return _sqlstate(error).startswith(UNAVAILABLE_SQLSTATE_PREFIXES) or (
+        _sqlite_primary_code(error) in UNAVAILABLE_SQLITE_CODES
+    )
+
+
+def _sqlstate(error: BaseException) -> str:
+    """The SQLSTATE of a PostgreSQL error (asyncpg: `sqlstate`; SQLAlchemy's adapter: `pgcode`)."""
+    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    return code if isinstance(code, str) else ""
+
+
+def _sqlite_primary_code(error: BaseException) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None  # extended codes keep it in the low byte

@@ -8,7 +8,7 @@ from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.common import PageQuery
 from app.schemas.user import AdminUserUpdate, UserPage, UserRead
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403, 429))
+router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403, 429, 503))
 
 
 @router.get("/users", response_model=UserPage, responses=CURSOR_ERRORS)

@@ -14,7 +14,7 @@ from app.routers.responses import BODY_ERRORS, error_responses
 from app.schemas.auth import RefreshRequest, TokenPair
 from app.schemas.user import PasswordChange, UserCreate, UserRead, UserUpdate
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(503))
 
 
 @router.post(

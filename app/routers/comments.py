@@ -11,7 +11,7 @@ from app.schemas.common import PageQuery
 router = APIRouter(
     prefix="/tasks/{task_id}/comments",
     tags=["comments"],
-    responses=error_responses(401, 404, 429),
+    responses=error_responses(401, 404, 429, 503),
 )
 
 

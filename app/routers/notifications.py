@@ -8,7 +8,7 @@ from app.routers.responses import CURSOR_ERRORS, error_responses
 from app.schemas.notification import NotificationListQuery, NotificationPage
 
 router = APIRouter(
-    prefix="/notifications", tags=["notifications"], responses=error_responses(401, 429)
+    prefix="/notifications", tags=["notifications"], responses=error_responses(401, 429, 503)
 )
 
 

@@ -15,6 +15,7 @@ DEFAULT_DESCRIPTIONS = {
     412: "If-Match does not match the current version",
     413: "Request body too large",
     429: "Too many requests: wait for Retry-After seconds",
+    503: "The database is unavailable: retry after Retry-After seconds",
 }
 
 

@@ -9,7 +9,7 @@ from app.routers.params import TaskId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429))
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429, 503))
 
 
 def set_etag(response: Response, task: Task) -> None:

@@ -113,3 +113,68 @@ class TestReadinessWithTheDatabaseDown:
             response = await client.get("/health")
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
+
+
+class TestRequestsWithTheDatabaseDown:
+    """Requests that need the database answer a fast 503 with Retry-After, never a 500."""
+
+    @pytest.mark.parametrize(
+        ("method", "path", "body"),
+        [
+            ("GET", "/tasks", None),
+            ("POST", "/tasks", {"title": "written while the database is down"}),
+            ("GET", "/auth/me", None),
+            ("POST", "/auth/register", {"username": "nobody_yet", "password": "long enough pw"}),
+        ],
+    )
+    async def test_is_503_with_retry_after(
+        self,
+        unreachable_database_app: FastAPI,
+        auth_headers: dict[str, str],
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+    ) -> None:
+        response, elapsed = await timed_request(
+            unreachable_database_app, method, path, json=body, headers=auth_headers
+        )
+        assert_unavailable(response)
+        assert elapsed < MAX_UNHEALTHY_SECONDS
+
+    async def test_login_is_503(self, unreachable_database_app: FastAPI) -> None:
+        response, _ = await timed_request(
+            unreachable_database_app,
+            "POST",
+            "/auth/login",
+            data={"username": "someone", "password": "whatever it is"},
+        )
+        assert_unavailable(response)
+
+    async def test_a_hung_database_is_cut_off_by_the_connect_timeout(
+        self, settings: Settings, silent_database_port: int, auth_headers: dict[str, str]
+    ) -> None:
+        url = f"postgresql://postgres@127.0.0.1:{silent_database_port}/hung"
+        app = create_app(
+            settings.model_copy(update={"DATABASE_URL": url, "DB_CONNECT_TIMEOUT_SECONDS": 1.0})
+        )
+        try:
+            response, elapsed = await timed_request(app, "GET", "/tasks", headers=auth_headers)
+        finally:
+            app.state.password_hasher.close()
+            await app.state.engine.dispose()
+        assert_unavailable(response)
+        assert elapsed < MAX_UNHEALTHY_SECONDS
+
+
+async def timed_request(app: FastAPI, method: str, path: str, **kwargs: Any) -> tuple[Any, float]:
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        started = time.perf_counter()
+        response = await client.request(method, path, **kwargs)
+        return response, time.perf_counter() - started
+
+
+def assert_unavailable(response: Any) -> None:
+    assert response.status_code == 503, response.text
+    assert response.json() == {"detail": "The database is unavailable; retry later"}
+    assert int(response.headers["Retry-After"]) > 0
+    assert "x-request-id" in response.headers

@@ -5,11 +5,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings, load_settings
-from app.core.database import create_engine, create_session_factory, unit_of_work
+from app.core.database import (
+    create_engine,
+    create_session_factory,
+    is_database_unavailable,
+    unit_of_work,
+)
 from app.core.exceptions import ConflictError, TokenReuseError
 from app.core.migrations import upgrade
 from app.models import User
@@ -172,3 +177,56 @@ class TestUnitOfWork:
         assert results[0] is None
         assert isinstance(results[1], OperationalError)
         assert "database is locked" in str(results[1])
+
+
+class TestIsDatabaseUnavailable:
+    """A broken statement is a bug (500); an unreachable database is a 503 worth retrying."""
+
+    async def test_a_constraint_violation_is_not_unavailability(
+        self, session: AsyncSession
+    ) -> None:
+        username = f"u_{uuid.uuid4().hex[:12]}"
+        session.add(_user(username))
+        await session.flush()
+        session.add(_user(username))
+        with pytest.raises(IntegrityError) as caught:
+            await session.flush()
+        assert not is_database_unavailable(caught.value)
+
+    async def test_a_syntax_error_is_not_unavailability(self, session: AsyncSession) -> None:
+        with pytest.raises(DBAPIError) as caught:
+            await session.execute(text("SELEC 1"))
+        assert not is_database_unavailable(caught.value)
+
+    async def test_a_refused_connection_is_unavailability(self, settings: Settings) -> None:
+        engine = create_engine(
+            settings.model_copy(update={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
+        )
+        try:
+            with pytest.raises(ConnectionRefusedError) as caught:
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+        assert is_database_unavailable(caught.value)
+
+    async def test_a_locked_sqlite_database_is_unavailability(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'locked.db'}"
+        engine = create_engine(
+            settings.model_copy(update={"DATABASE_URL": url, "SQLITE_BUSY_TIMEOUT_MS": 50})
+        )
+        factory = create_session_factory(engine)
+        try:
+            async with unit_of_work(factory) as holder:
+                await holder.execute(text("CREATE TABLE t (x INTEGER)"))
+            async with unit_of_work(factory) as holder:
+                await holder.execute(text("INSERT INTO t VALUES (1)"))  # holds the write lock
+                with pytest.raises(OperationalError) as caught:
+                    async with unit_of_work(factory) as waiter:
+                        await waiter.execute(text("INSERT INTO t VALUES (2)"))
+        finally:
+            await engine.dispose()
+        assert "locked" in str(caught.value)
+        assert is_database_unavailable(caught.value)
