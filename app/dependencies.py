@@ -69,7 +69,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             # Wake the delivery job (it never delays or fails this response).
             request.app.state.jobs.outbox_written()
 
-    factory = request.app.state.session_factory
+    state = request.app.state
+    factory = state.session_factory if write else state.read_session_factory
     async with unit_of_work(factory, write=write, after_commit=after_commit) as session:
         yield session
 

@@ -11,7 +11,11 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import ConfigurationError, Environment, Settings, get_settings
-from app.core.database import create_engine, create_session_factory
+from app.core.database import (
+    create_engine,
+    create_read_session_factory,
+    create_session_factory,
+)
 from app.core.logging import configure_logging
 from app.core.pagination import CursorCodec
 from app.core.rate_limit import RateLimiter, RateLimits
@@ -89,6 +93,8 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory or create_session_factory(engine)
+    # Tests pass one factory (bound to a connection they roll back): reads use it too.
+    app.state.read_session_factory = session_factory or create_read_session_factory(engine)
     app.state.password_hasher = PasswordHasher.from_settings(settings)
     app.state.token_codec = TokenCodec.from_settings(settings)
     app.state.cursor_codec = CursorCodec(settings.secret_key)

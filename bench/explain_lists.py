@@ -26,7 +26,13 @@ async def deep_keyset(
     connection: AsyncConnection, owner: int, sort: TaskSort, depth: int
 ) -> Keyset | None:
     statement = TaskRepository.list_statement(
-        owner, TaskListQuery(), sort, after=None, limit=depth, now=datetime.now(UTC)
+        owner,
+        TaskListQuery(),
+        sort,
+        after=None,
+        limit=depth,
+        now=datetime.now(UTC),
+        dialect_name=connection.dialect.name,
     )
     rows = (await connection.execute(statement)).all()
     if not rows:
@@ -53,7 +59,13 @@ async def explain(url: str, owner: int, show_plans: bool) -> None:
                 (f"deep@{depth}", await deep_keyset(connection, owner, sort, depth)),
             ):
                 statement = TaskRepository.list_statement(
-                    owner, TaskListQuery(), sort, after=after, limit=21, now=datetime.now(UTC)
+                    owner,
+                    TaskListQuery(),
+                    sort,
+                    after=after,
+                    limit=21,
+                    now=datetime.now(UTC),
+                    dialect_name=engine.dialect.name,
                 )
                 timings = []
                 for _ in range(7):

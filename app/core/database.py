@@ -1,5 +1,6 @@
 """Engine and session factory, and the unit of work: one transaction, committed in one place."""
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,12 +33,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.async_database_url
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url, busy_timeout_ms=settings.SQLITE_BUSY_TIMEOUT_MS)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.DB_POOL_SIZE,
         max_overflow=settings.DB_MAX_OVERFLOW,
         pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={
             "timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
@@ -47,6 +47,42 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+    _check_connections_on_checkout(engine)
+    return engine
+
+
+# A pooled connection idle for longer than this is pinged before use (see below).
+PING_AFTER_IDLE_SECONDS = 10.0
+_IDLE_SINCE = "idle_since"
+
+
+def _check_connections_on_checkout(engine: AsyncEngine) -> None:
+    """Hand out only live connections, without a round trip on the hot path.
+
+    `pool_pre_ping` costs BEGIN, a ping and ROLLBACK (asyncpg dialect) on every checkout:
+    7% of the CPU of GET /tasks/{id}. Instead: a connection whose socket the server closed
+    (PostgreSQL stopped or restarted: it closes every session) is known to asyncpg without
+    asking, and is replaced; one that sat idle for PING_AFTER_IDLE_SECONDS (long enough for
+    a silent network failure) is still pinged. Raising DisconnectionError makes the pool
+    discard the connection and check out another.
+    """
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise sa_exc.DisconnectionError("the server closed the connection")
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
+            try:
+                dialect.do_ping(dbapi_connection)
+            except Exception as error:  # any failure of the ping means "not usable"
+                raise sa_exc.DisconnectionError(str(error)) from error
 
 
 def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
@@ -94,6 +130,20 @@ def _unicode_lower(value: Any) -> str | None:
 def create_session_factory(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: objects stay readable after the commit, for the response.
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+def create_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for read-only requests: on PostgreSQL without BEGIN and COMMIT.
+
+    A read-only request runs one or two statements, each consistent on its own; wrapping them
+    in a transaction costs two extra round trips (the profile of GET /tasks: 16% of the
+    worker's CPU in asyncpg's Transaction.start, docs/benchmarks.md). SQLite keeps its
+    transaction: BEGIN costs nothing in-process, and its `begin` hook needs SQLAlchemy to end
+    the transaction it opens.
+    """
+    if engine.dialect.name == "sqlite":
+        return create_session_factory(engine)
+    return create_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 AfterCommit = Callable[[AsyncSession], Awaitable[None]]

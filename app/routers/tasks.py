@@ -4,7 +4,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from app.core.metrics import TASKS_CREATED
 from app.dependencies import CurrentUser, IfMatch, TaskServiceDep
-from app.models import Task
+from app.models import TaskRecord
 from app.routers.params import TaskId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
@@ -12,7 +12,7 @@ from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, Task
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429, 503))
 
 
-def set_etag(response: Response, task: Task) -> None:
+def set_etag(response: Response, task: TaskRecord) -> None:
     response.headers["ETag"] = f'"{task.version}"'
 
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.core.exceptions import NotFoundError
 from app.core.pagination import CursorCodec, PageResult
-from app.models import Notification, NotificationKind, Task
+from app.models import Notification, NotificationKind, TaskRecord
 from app.repositories.base import Keyset
 from app.repositories.notification import NotificationRepository
 from app.schemas.notification import NotificationListQuery
@@ -33,7 +33,7 @@ class NotificationService:
         self.cursors = cursors
         self.email = email
 
-    async def notify(self, task: Task, kind: NotificationKind, message: str) -> Notification:
+    async def notify(self, task: TaskRecord, kind: NotificationKind, message: str) -> Notification:
         """Record a notification for the task's owner, in the caller's transaction."""
         notification = await self.notifications.add(
             Notification(user_id=task.owner_id, task_id=task.id, kind=kind, message=message)

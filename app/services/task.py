@@ -4,7 +4,7 @@ from typing import Any
 
 from app.core.exceptions import NotFoundError, PreconditionFailedError
 from app.core.pagination import CursorCodec, PageResult
-from app.models import NotificationKind, Priority, Task, TaskTag, User
+from app.models import NotificationKind, Priority, Task, TaskRecord, TaskTag, User
 from app.repositories.base import Keyset
 from app.repositories.task import TaskRepository, sort_value
 from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
@@ -22,7 +22,7 @@ class TaskService:
         self.cursors = cursors
         self.notifications = notifications
 
-    async def get_task(self, user: User, task_id: int) -> Task:
+    async def get_task(self, user: User, task_id: int) -> TaskRecord:
         """The one place that decides what a user may see: their own tasks, nothing else.
 
         Another user's task is reported exactly like a task that never existed.
@@ -53,7 +53,7 @@ class TaskService:
         )
         return task
 
-    async def list_tasks(self, user: User, query: TaskListQuery) -> PageResult[Task]:
+    async def list_tasks(self, user: User, query: TaskListQuery) -> PageResult[TaskRecord]:
         sort, limit = query.sort, query.limit
         after = self._decode_cursor(query.cursor, sort) if query.cursor else None
         rows = await self.tasks.list_for_owner(
@@ -66,7 +66,7 @@ class TaskService:
 
     async def update_task(
         self, user: User, task_id: int, data: TaskUpdate, *, if_match: int | None
-    ) -> Task:
+    ) -> TaskRecord:
         changes = data.changes()
         if not changes:  # nothing to change: no new version, but the precondition still holds
             task = await self.get_task(user, task_id)
@@ -105,7 +105,7 @@ class TaskService:
         if if_match is not None and current != if_match:
             raise PreconditionFailedError(VERSION_MISMATCH)
 
-    def _encode_cursor(self, task: Task, sort: TaskSort) -> str:
+    def _encode_cursor(self, task: TaskRecord, sort: TaskSort) -> str:
         return self.cursors.encode_keyset(
             scope=sort.value, value=sort_value(task, sort), row_id=task.id
         )

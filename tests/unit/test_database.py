@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.core.config import Settings, load_settings
 from app.core.database import (
     create_engine,
+    create_read_session_factory,
     create_session_factory,
     is_database_unavailable,
     unit_of_work,
@@ -86,6 +87,53 @@ class TestCreateEngine:
             application = await connection.scalar(text("SHOW application_name"))
         assert timeout == f"{settings.DB_STATEMENT_TIMEOUT_MS // 1000}s"
         assert application == "task-manager-api"
+
+
+async def _statements_share_a_transaction(factory: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether two statements of one session run in one PostgreSQL transaction."""
+    current_transaction = text("SELECT pg_current_xact_id()::text")
+    async with unit_of_work(factory, write=False) as session:
+        first = await session.scalar(current_transaction)
+        second = await session.scalar(current_transaction)
+    return bool(first == second)
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+
+@pytest.mark.postgres_only
+class TestPooledConnectionsAfterTheServerDroppedThem:
+    """What a PostgreSQL restart does to a pool: every session is terminated by the server."""
+
+    async def test_the_next_requests_get_live_connections(
+        self, settings: Settings, engine: AsyncEngine
+    ) -> None:
+        admin_engine, engine = engine, create_engine(settings)
+        try:
+            pooled = set(await asyncio.gather(*(_backend_pid(engine) for _ in range(3))))
+            async with admin_engine.connect() as admin:
+                await admin.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"
+                    ),
+                    {"pids": list(pooled)},
+                )
+            await asyncio.sleep(0.2)  # the closed sockets reach the event loop
+            served = await asyncio.gather(*(_backend_pid(engine) for _ in range(3)))
+        finally:
+            await engine.dispose()
+        assert pooled.isdisjoint(served)
+
+
+@pytest.mark.postgres_only
+class TestReadSessions:
+    async def test_read_only_requests_skip_begin_and_commit(self, engine: AsyncEngine) -> None:
+        assert not await _statements_share_a_transaction(create_read_session_factory(engine))
+
+    async def test_writes_stay_one_transaction(self, engine: AsyncEngine) -> None:
+        assert await _statements_share_a_transaction(create_session_factory(engine))
 
 
 class TestUnitOfWork:
