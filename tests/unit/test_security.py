@@ -1,3 +1,4 @@
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -190,3 +191,37 @@ class TestPasswordHasherVerifyDamagedHash:
     ) -> None:
         assert await password_hasher.verify("whatever", "not-a-hash-anyone-knows") is False
         assert "unknown format" in caplog.text
+
+
+class TestTokenCodecDecodeAgain:
+    """A token verified once is remembered; what can change with time is checked every use."""
+
+    def test_the_same_token_gives_the_same_claims(self, token_codec: TokenCodec) -> None:
+        issued = token_codec.issue(TokenType.ACCESS, user_id=3, session_id=SESSION_ID)
+        first = token_codec.decode(issued.token, TokenType.ACCESS)
+        assert token_codec.decode(issued.token, TokenType.ACCESS) == first
+        assert (first.user_id, first.token_id) == (3, issued.claims.token_id)
+
+    def test_a_remembered_token_still_expires(self) -> None:
+        codec = TokenCodec(
+            secret_key="k" * 64,
+            access_ttl=timedelta(seconds=1),
+            refresh_ttl=timedelta(days=1),
+        )
+        issued = codec.issue(TokenType.ACCESS, user_id=3, session_id=SESSION_ID)
+        assert codec.decode(issued.token, TokenType.ACCESS).user_id == 3
+        time.sleep(1.1)
+        with pytest.raises(AuthenticationError, match="expired"):
+            codec.decode(issued.token, TokenType.ACCESS)
+
+    def test_a_remembered_token_keeps_its_type(self, token_codec: TokenCodec) -> None:
+        refresh = token_codec.issue(TokenType.REFRESH, user_id=3, session_id=SESSION_ID)
+        assert token_codec.decode(refresh.token, TokenType.REFRESH).user_id == 3
+        with pytest.raises(AuthenticationError, match="type"):
+            token_codec.decode(refresh.token, TokenType.ACCESS)
+
+    def test_a_rejected_token_stays_rejected(self, token_codec: TokenCodec) -> None:
+        forged = jwt.encode(_payload(), "another-key-" + "z" * 40, algorithm="HS256")
+        for _ in range(2):
+            with pytest.raises(AuthenticationError, match="Invalid token"):
+                token_codec.decode(forged, TokenType.ACCESS)
