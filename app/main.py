@@ -3,6 +3,7 @@
 `uvicorn app.main:app` and `gunicorn -k uvicorn_worker.UvicornWorker app.main:app` serve it.
 """
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,6 +72,12 @@ def create_app(
                 settings.secret_key_source,
             )
         await app.state.jobs.start()
+        # Everything built so far (modules, routes, models, settings) lives as long as the
+        # process: move it out of the garbage collector's sight, so that its full
+        # collections stop walking it again and again (10-15% of the CPU per request).
+        # Collected first, so no garbage is frozen with it.
+        gc.collect()
+        gc.freeze()
         yield
         await app.state.jobs.stop()
         await app.state.identity_cache.close()

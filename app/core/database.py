@@ -179,7 +179,8 @@ async def unit_of_work(
 
 
 async def _commit(session: AsyncSession, after_commit: AfterCommit | None) -> None:
-    await session.commit()
+    if session.in_transaction():  # nothing to commit when no statement ran (a cache hit)
+        await session.commit()
     if after_commit is not None:
         await after_commit(session)
 
