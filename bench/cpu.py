@@ -1,0 +1,130 @@
+"""CPU time per request, ours and the ceiling's: the figure a shared, noisy machine cannot blur.
+
+    python bench/cpu.py [list get me post patch] [--seconds 5] [--connections 32]
+
+Run after `make bench` or `make bench-quick` (it reuses the `task_manager_bench` database
+and the token pools in .bench/pools/pg). Starts the no-database ceiling and our PostgreSQL
+server, two workers each (ours with Redis, as in bench/run.py), loads each with wrk, and
+reads the CPU time (user + system, /proc/<pid>/stat) that the server's processes and the
+PostgreSQL backends of the benchmark database spent over the measured run. Requests per
+second on a machine that other work also loads swing by tens of percent; CPU milliseconds
+per request barely move, and `ceiling CPU / our CPU` estimates the share of the ceiling a
+quiet machine would show (the server being CPU-bound). Writes
+bench/results/<timestamp>-cpu.json and prints a markdown table.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run  # bench/run.py, a script beside this one
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (0 when it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def server_pids(server: run.Server) -> list[int]:
+    assert server.process is not None
+    return [server.process.pid, *server.worker_pids()]
+
+
+def postgres_backends(database: str) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-f", f"postgres: .* {database} "], capture_output=True, text=True
+    ).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def measure(
+    cfg: run.Settings, server: run.Server, scenario: str, pool: Path, database: str | None
+) -> dict[str, Any]:
+    conns = cfg.connections[0]
+    run.wrk(cfg, server, scenario, conns, pool, cfg.warmup)  # warm-up: pools, caches
+    pids = server_pids(server)
+    backends = postgres_backends(database) if database else []
+    before = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, backends))
+    result = run.wrk(cfg, server, scenario, conns, pool, cfg.duration)
+    after = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, backends))
+    requests = max(1, result["requests"])
+    return {
+        "requests": result["requests"],
+        "rps": round(result["rps"], 1),
+        "non2xx": result["non2xx"],
+        "server_cpu_ms": round(1000 * (after[0] - before[0]) / requests, 3),
+        "postgres_cpu_ms": round(1000 * (after[1] - before[1]) / requests, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenarios", nargs="*", default=["list", "get", "me", "post", "patch"])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    pools = run.WORK / "pools" / "pg"
+    if not (pools / f"user{run.LIST_USER}.tsv").exists():
+        raise SystemExit("run `make bench-quick` first (it writes .bench/pools/pg)")
+    cfg = run.Settings(duration=args.seconds, reps=1, warmup=2,
+                       connections=(args.connections,), wrk=run.ensure_wrk())  # fmt: skip
+    ceiling = run.ceiling_server(2)
+    ours = run.app_server("cpu-pg-2w", f"{run.POSTGRES}/{run.PG_DB}", 2, redis=True)
+    rows = []
+    try:
+        ceiling.start()
+        ours.start()
+        for scenario in args.scenarios:
+            user = {"post": run.POST_USER, "patch": run.PATCH_USER}.get(scenario, run.LIST_USER)
+            pool = pools / f"user{user}.tsv"
+            row = {
+                "scenario": run.LABELS.get(scenario, scenario),
+                "ours": measure(cfg, ours, scenario, pool, run.PG_DB),
+                "ceiling": measure(cfg, ceiling, scenario, pool, None),
+            }
+            own, ceiling_cpu = row["ours"]["server_cpu_ms"], row["ceiling"]["server_cpu_ms"]
+            row["ceiling_cpu_over_ours_pct"] = round(100 * ceiling_cpu / own, 1) if own else None
+            rows.append(row)
+            run.log(
+                f"{row['scenario']:22} ours {own:.3f} ms (+ PostgreSQL "
+                f"{row['ours']['postgres_cpu_ms']:.3f}), ceiling {ceiling_cpu:.3f} ms "
+                f"= {row['ceiling_cpu_over_ours_pct']}%"
+            )
+    finally:
+        run.stop_all()
+    report = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/cpu.py", *sys.argv[1:]]),
+        "machine": run.machine(),
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "rows": rows,
+    }
+    run.RESULTS.mkdir(exist_ok=True)
+    path = run.RESULTS / f"{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%SZ')}-cpu.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{path.relative_to(run.ROOT)}, load average {os.getloadavg()[0]:.1f}:\n")
+    print("| scenario | ours: server CPU ms/request | + PostgreSQL | ceiling CPU ms/request "
+          "| ceiling ÷ ours | ours req/s (loaded machine) |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        o, c, share = row["ours"], row["ceiling"], row["ceiling_cpu_over_ours_pct"]
+        print(f"| {row['scenario']} | {o['server_cpu_ms']:.2f} | {o['postgres_cpu_ms']:.2f} | "
+              f"{c['server_cpu_ms']:.2f} | {share}% | {o['rps']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
