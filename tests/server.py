@@ -273,7 +273,11 @@ def pinned_client(server: ServerProcess) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=server.base_url,
         timeout=REQUEST_TIMEOUT_SECONDS,
-        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        # httpx drops a connection idle for 5 s by default: under load, pinning a hundred
+        # connections takes longer, and a replaced connection may land on the other worker.
+        limits=httpx.Limits(
+            max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS
+        ),
         verify=_SSL_CONTEXT,
     )
 
