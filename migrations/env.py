@@ -51,16 +51,36 @@ def render_item(type_: str, obj: Any, _autogen_context: Any) -> str | Literal[Fa
 
 
 def do_run_migrations(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A table rebuild (batch mode) drops the old table: with foreign keys on, that deletes
+        # every row referencing it (ON DELETE CASCADE). SQLite's own procedure: turn them off
+        # outside the transaction, rebuild, check, turn them on again.
+        _sqlite_pragma(connection, "foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things; batch mode rebuilds tables when needed.
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
         render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if violations:  # raised inside the transaction: nothing is committed
+                raise RuntimeError(f"foreign keys broken by the migration: {violations[:5]}")
+    if sqlite:
+        _sqlite_pragma(connection, "foreign_keys=ON")
+
+
+def _sqlite_pragma(connection: Connection, pragma: str) -> None:
+    """A PRAGMA on the driver's connection, outside SQLAlchemy's transaction (where SQLite
+    ignores foreign_keys changes)."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
 
 
 async def run_migrations_online() -> None:

@@ -38,6 +38,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# For tables whose rows can be deleted: a deleted row's id is never handed out again (a
+# client may still hold it, with its ETag). PostgreSQL's sequences never go back; SQLite
+# reuses the largest rowid after a delete unless the table is AUTOINCREMENT.
+IDS_NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

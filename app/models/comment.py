@@ -3,11 +3,12 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, UTCDateTime, utc_now
+from app.models.base import IDS_NEVER_REUSED, Base, UTCDateTime, utc_now
 
 
 class Comment(Base):
     __tablename__ = "comment"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))

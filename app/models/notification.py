@@ -4,7 +4,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, UTCDateTime, utc_now
+from app.models.base import IDS_NEVER_REUSED, Base, UTCDateTime, utc_now
 
 
 class NotificationKind(StrEnum):
@@ -19,6 +19,7 @@ class Notification(Base):
     """A line in a user's inbox, written in the transaction of the change that caused it."""
 
     __tablename__ = "notification"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
@@ -62,6 +63,7 @@ class NotificationDelivery(Base):
     """The outbox: one e-mail to send for a notification, and how sending went."""
 
     __tablename__ = "notification_delivery"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     notification_id: Mapped[int] = mapped_column(

@@ -15,7 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import Base, UTCDateTime, utc_now
+from app.models.base import IDS_NEVER_REUSED, Base, UTCDateTime, utc_now
 
 
 class Priority(StrEnum):
@@ -69,6 +69,7 @@ class TaskTag(Base):
 
 class Task(Base):
     __tablename__ = "task"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))

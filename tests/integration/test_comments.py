@@ -270,6 +270,16 @@ class TestDeleteComment:
         assert again.status_code == 404
         assert again.json() == COMMENT_NOT_FOUND
 
+    async def test_a_deleted_comments_id_is_never_given_again(
+        self, client: AsyncClient, auth_headers: dict[str, str], task: dict[str, Any]
+    ) -> None:
+        gone = await create_comment(client, auth_headers, task["id"], "gone")
+        await client.delete(f"/tasks/{task['id']}/comments/{gone['id']}", headers=auth_headers)
+
+        created = await create_comment(client, auth_headers, task["id"], "new")
+
+        assert created["id"] > gone["id"]
+
     async def test_an_unknown_comment_is_404(
         self, client: AsyncClient, auth_headers: dict[str, str], task: dict[str, Any]
     ) -> None:

@@ -313,6 +313,25 @@ class TestDeleteTask:
         assert after.status_code == 404
         assert after.json() == TASK_NOT_FOUND
 
+    async def test_a_deleted_tasks_id_is_never_given_again(
+        self, client: AsyncClient, auth_headers: dict[str, str]
+    ) -> None:
+        # A client may still hold the old id (and ETag): reusing it would point that client
+        # at someone else's new task. (SQLite reuses the largest rowid without AUTOINCREMENT.)
+        task = await create_task(client, auth_headers)
+        await client.delete(f"/tasks/{task['id']}", headers=auth_headers)
+
+        created = await create_task(client, auth_headers)
+
+        assert created["id"] > task["id"]
+        stale = await client.delete(
+            f"/tasks/{task['id']}", headers={**auth_headers, "If-Match": '"1"'}
+        )
+        assert stale.status_code == 404
+        assert (
+            await client.get(f"/tasks/{created['id']}", headers=auth_headers)
+        ).status_code == 200
+
     async def test_deletes_its_comments(
         self, client: AsyncClient, auth_headers: dict[str, str], session: AsyncSession
     ) -> None:

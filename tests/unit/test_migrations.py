@@ -153,3 +153,71 @@ class TestSchemaMatchesModels:
             with pytest.raises(IntegrityError):
                 await connection.execute(insert, {"username": "aLICE"})
             await connection.rollback()
+
+
+class TestIdsNeverReusedOnSqlite:
+    """The AUTOINCREMENT rebuild keeps every row, index and reference of an existing file."""
+
+    BEFORE = "b9ae5042c77a"
+    TABLES = ("task", "comment", "notification", "notification_delivery", "task_tag")
+
+    async def test_upgrade_keeps_the_data_and_stops_id_reuse(self, tmp_path: Any) -> None:
+        url = f"sqlite:///{tmp_path / 'existing.db'}"
+        await asyncio.to_thread(upgrade, url, self.BEFORE, configure_logging=False)
+        engine = create_engine(load_settings(_env_file=None, DATABASE_URL=url))
+        try:
+            async with engine.begin() as connection:
+                for statement in SEED_STATEMENTS:
+                    await connection.execute(text(statement))
+            before = await self._snapshot(engine)
+
+            await _upgrade(url)
+
+            after = await self._snapshot(engine)
+            async with engine.begin() as connection:
+                await connection.execute(text("DELETE FROM task WHERE id = 2"))
+                await connection.execute(text(SEED_STATEMENTS[1].replace("(1, 1", "(NULL, 1")))
+                new_id = await connection.scalar(text("SELECT max(id) FROM task"))
+        finally:
+            await engine.dispose()
+        assert after == before
+        assert new_id == 3  # not 2: the deleted task's id is not handed out again
+
+    async def _snapshot(self, engine: AsyncEngine) -> dict[str, Any]:
+        async with engine.connect() as connection:
+            rows = {
+                table: (await connection.execute(text(f"SELECT * FROM {table} ORDER BY 1"))).all()  # noqa: S608
+                for table in self.TABLES
+            }
+            indexes = (
+                await connection.execute(
+                    text(
+                        "SELECT name, sql FROM sqlite_master "
+                        "WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+                    )
+                )
+            ).all()
+            broken = (await connection.execute(text("PRAGMA foreign_key_check"))).all()
+        return {"rows": rows, "indexes": indexes, "foreign_key_violations": broken}
+
+
+# Two tasks of one user (with tags, a comment, a notification and its delivery), as the
+# revision before the rebuild stores them.
+SEED_STATEMENTS = (
+    "INSERT INTO user_account (id, username, password_hash, is_active, is_admin, created_at, "
+    "updated_at) VALUES (1, 'owner', 'x', 1, 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    "INSERT INTO task (id, owner_id, title, description, completed, priority, created_at, "
+    "updated_at, version) VALUES (1, 1, 'first', '', 0, 2, '2026-01-01 00:00:00', "
+    "'2026-01-01 00:00:00', 1)",
+    "INSERT INTO task (id, owner_id, title, description, completed, priority, created_at, "
+    "updated_at, version) VALUES (2, 1, 'second', '', 0, 3, '2026-01-02 00:00:00', "
+    "'2026-01-02 00:00:00', 1)",
+    "INSERT INTO task_tag (task_id, name, position) VALUES (1, 'work', 0), (2, 'home', 0)",
+    "INSERT INTO comment (id, task_id, author_id, text, created_at) "
+    "VALUES (1, 1, 1, 'hello', '2026-01-01 00:00:00')",
+    "INSERT INTO notification (id, user_id, task_id, kind, message, created_at) "
+    "VALUES (1, 1, 1, 'comment_added', 'New comment', '2026-01-01 00:00:00')",
+    "INSERT INTO notification_delivery (id, notification_id, recipient, status, attempts, "
+    "next_attempt_at, created_at) VALUES (1, 1, 'owner@example.com', 'pending', 0, "
+    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+)
