@@ -8,6 +8,7 @@ from sqlalchemy import (
     Select,
     SQLColumnExpression,
     String,
+    Table,
     TypeDecorator,
     aggregate_order_by,
     case,
@@ -164,11 +165,12 @@ class TaskRepository(Repository[Task]):
         *,
         now: datetime,
         expected_version: int | None,
-    ) -> Task | None:
+    ) -> TaskRecord | None:
         """Apply `changes` and bump the version in one UPDATE; None when no row matched.
 
         The version check and the increment are in the same statement, so concurrent
-        writers can neither overwrite each other blindly nor lose an increment.
+        writers can neither overwrite each other blindly nor lose an increment. The updated
+        row comes back from the same statement (RETURNING), with its tags.
         """
         values: dict[str, Any] = {**changes, "updated_at": now}
         if "completed" in changes:
@@ -179,16 +181,17 @@ class TaskRepository(Repository[Task]):
                 if changes["completed"]
                 else None
             )
+        task = cast(Table, Task.__table__)  # a Core UPDATE: no ORM bulk-update bookkeeping
         statement = (
-            update(Task)
-            .where(Task.id == task_id, Task.owner_id == owner_id)
-            .values(**values, version=Task.version + 1)
-            .returning(Task)
-            .execution_options(populate_existing=True)
+            update(task)
+            .where(task.c.id == task_id, task.c.owner_id == owner_id)
+            .values(**values, version=task.c.version + 1)
+            .returning(*task_record_columns(self._dialect_name))
         )
         if expected_version is not None:
-            statement = statement.where(Task.version == expected_version)
-        return await self.session.scalar(statement)
+            statement = statement.where(task.c.version == expected_version)
+        row = (await self.session.execute(statement)).first()
+        return cast(TaskRecord | None, row)  # a Row has the columns as attributes
 
     async def replace_tags(self, task_id: int, tags: list[str]) -> None:
         await self.session.execute(delete(TaskTag).where(TaskTag.task_id == task_id))
@@ -198,10 +201,6 @@ class TaskRepository(Repository[Task]):
                 for position, name in enumerate(tags)
             ]
             await self.session.execute(insert(TaskTag), rows)
-
-    async def load_tags(self, task: Task) -> Task:
-        await self.session.refresh(task, attribute_names=["tag_links"])
-        return task
 
     async def delete_for_owner(
         self, task_id: int, owner_id: int, *, expected_version: int | None

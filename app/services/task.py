@@ -79,14 +79,15 @@ class TaskService:
         )
         if updated is None:
             raise await self._missing_or_stale(user, task_id)
-        if tags is not None:
-            await self.tasks.replace_tags(updated.id, tags)
         # completed_at equals this update's time only when this update completed the task.
         if changes.get("completed") and updated.completed_at == now:
             await self.notifications.notify(
                 updated, NotificationKind.TASK_COMPLETED, f"Task completed: {updated.title}"
             )
-        return await self.tasks.load_tags(updated)
+        if tags is None:
+            return updated
+        await self.tasks.replace_tags(updated.id, tags)
+        return await self.get_task(user, task_id)  # read again: with its new tags
 
     async def delete_task(self, user: User, task_id: int, *, if_match: int | None) -> None:
         deleted = await self.tasks.delete_for_owner(task_id, user.id, expected_version=if_match)
