@@ -12,7 +12,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
-        lock audit ci clean stack stack-down bench bench-quick
+        lock audit ci clean stack stack-down bench bench-quick reliability
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -86,6 +86,12 @@ bench: $(RUNTIME_STAMP) ## Run the benchmark (~14 min), append the table to docs
 
 bench-quick: $(RUNTIME_STAMP) ## A short benchmark: PostgreSQL list/get/me (~2 min)
 	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+# Fault drills (reliability/run.py, docs/reliability.md): its own PostgreSQL (55432), Redis
+# (56379) and stack (nginx 18080) on 127.0.0.1; never the machine's PostgreSQL or Redis.
+# Knobs: SOAK_SECONDS (600), DRILL_USERS (12), DRILL_THINK_SECONDS (0.1), DRILLS (1,...,7).
+reliability: $(DEV_STAMP) ## Fault drills under load on a private stack (~16 min, as root)
+	SOAK_SECONDS=$(or $(SOAK_SECONDS),600) $(BIN)/python reliability/run.py
 
 ci: ## What CI runs: lint, both databases, coverage floor, migrations round trip
 	bash .ci/run

@@ -81,7 +81,10 @@ class Settings(BaseSettings):
     PASSWORD_HASH_MEMORY_KIB: int = Field(default=19_456, ge=8_192)
     PASSWORD_HASH_TIME_COST: int = Field(default=2, ge=1)
     PASSWORD_HASH_PARALLELISM: int = Field(default=1, ge=1)
-    PASSWORD_HASH_WORKERS: int = Field(default=2, ge=1)
+    # 1 per process: with one worker per core, hashing then uses every core and leaves the
+    # event loops room (2 per process: /health p99 46-54 ms in a login storm; 1: 9 ms, and
+    # as many logins/s; docs/benchmarks.md). Raise it for one process on many cores.
+    PASSWORD_HASH_WORKERS: int = Field(default=1, ge=1)
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_FORMAT: Literal["text", "json"] | None = None

@@ -9,6 +9,7 @@ race is known to span both processes; `ServerProcess.worker_of()` checks it afte
 
 import asyncio
 import itertools
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from tests.server import (
     REQUEST_TIMEOUT_SECONDS,
     ServerProcess,
     clients_by_worker,
+    pinned_client,
     start_server,
     stop_checked,
 )
@@ -34,6 +36,8 @@ T = TypeVar("T")
 RACE_TIMEOUT_SECONDS = 30.0
 # On PostgreSQL the hand-over test makes every commit of a new user this slow.
 SLOW_COMMIT_SECONDS = 0.5
+# Long enough for the workers to have begun their shutdown, well inside their 5 s drain.
+DURING_THE_DRAIN_SECONDS = 1.0
 
 
 @pytest.fixture
@@ -304,3 +308,16 @@ async def test_a_registration_is_committed_before_its_response(
         if is_postgres():  # the 201 waited for the (slow) commit
             assert result.register_seconds >= SLOW_COMMIT_SECONDS, result
     assert Counter(result.writer for result in results) == dict.fromkeys(pinned, 10)
+
+
+async def test_a_stopping_worker_answers_on_its_open_connections(server: ServerProcess) -> None:
+    """SIGTERM does not cut a proxy's idle keep-alive connection: a request sent on it while the
+    worker drains is answered, with `Connection: close` (docs/reliability.md, drill 2)."""
+    async with pinned_client(server) as client:
+        assert (await client.get("/health")).status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(DURING_THE_DRAIN_SECONDS)  # listeners closed, workers stopping
+        response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.headers["connection"] == "close"
+    assert await asyncio.to_thread(server.process.wait, REQUEST_TIMEOUT_SECONDS) == 0

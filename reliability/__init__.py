@@ -1,0 +1,1 @@
+"""Fault drills of issue 7 (reliability proof): `make reliability` runs reliability/run.py."""
