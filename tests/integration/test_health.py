@@ -75,10 +75,7 @@ async def silent_database_port() -> AsyncIterator[int]:
 
 
 async def detailed_health(app: FastAPI) -> tuple[int, dict[str, Any], float]:
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
-        started = time.perf_counter()
-        response = await client.get("/health/detailed")
-        elapsed = time.perf_counter() - started
+    response, elapsed = await timed_request(app, "GET", "/health/detailed")
     assert "x-request-id" in response.headers
     return response.status_code, response.json(), elapsed
 
