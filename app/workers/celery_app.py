@@ -7,10 +7,12 @@ task-manager beat     # = celery -A app.workers.celery_app beat
 from celery import Celery
 
 from app.core.config import get_settings
+from app.workers import broker
 
 
 def create_celery() -> Celery:
     settings = get_settings()
+    broker.use_for_redis_urls()
     celery = Celery("task_manager", broker=settings.broker_url, include=["app.workers.tasks"])
     celery.conf.update(
         task_ignore_result=True,

@@ -44,6 +44,7 @@ from tests.processes import (
     wait_for_deliveries,
     with_subject,
 )
+from tests.redis_server import private_redis
 
 DELIVERY_TIMEOUT_SECONDS = 15.0
 # Once every job has finished, how long a duplicate still gets to show up.
@@ -52,6 +53,16 @@ DELIVER_TASK = "app.workers.tasks.deliver_notifications"
 DELIVERED = re.compile(r"deliver_notifications\[[^\]]+\] succeeded in [\d.]+s: (\{.*\})")
 PERIODIC_DONE = r"run_periodic\[[^\]]+\] succeeded"
 BEAT_SENT = r"Scheduler: Sending due task reminders-and-deliveries"
+JOB_RECEIVED = r"Task app\.workers\.tasks\.deliver_notifications\[[^\]]+\] received"
+BROKER_LOST = r"consumer: Connection to broker lost"
+RECONNECTING = r"consumer: Cannot connect to redis://"
+CONNECTED = r"Connected to redis://"
+# What a worker logs, rightly, while its broker is away: its attempts to reconnect, and the
+# job that finished meanwhile, which it could not acknowledge (with its traceback).
+BROKER_OUTAGE_ERRORS = re.compile(
+    r"consumer: Cannot connect to redis://|CRITICAL/MainProcess\] Couldn't ack|^Traceback"
+)
+SLOW_SMTP_SECONDS = 3.0
 # Nothing listens on port 1 of the loopback interface.
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 
@@ -152,13 +163,17 @@ async def test_a_comment_email_is_sent_by_a_celery_worker(
     assert f".> {broker.queue} " in worker.output()
 
 
-async def seed_pending_deliveries(database_url: str, count: int) -> list[int]:
-    """`count` comment notifications, each with an e-mail to send, straight into the database."""
+async def seed_pending_deliveries(
+    database_url: str, count: int, *, username: str = "seeded"
+) -> list[int]:
+    """`count` comment notifications, each with an e-mail to send, straight into the database,
+    for a new user `username` (address USERNAME@example.com); returns the new deliveries."""
+    before = set(await delivery_statuses(database_url))
     settings = load_settings(DATABASE_URL=database_url)
     engine = create_engine(settings)
     try:
         async with unit_of_work(create_session_factory(engine)) as session:
-            user = User(username="seeded", email="seeded@example.com", password_hash="-")
+            user = User(username=username, email=f"{username}@example.com", password_hash="-")
             session.add(user)
             await session.flush()
             task = Task(owner_id=user.id, title="Seeded task")
@@ -174,9 +189,10 @@ async def seed_pending_deliveries(database_url: str, count: int) -> list[int]:
     finally:
         await engine.dispose()
     rows = await delivery_statuses(database_url)
-    assert len(rows) == count
-    assert {row["status"] for row in rows.values()} == {DeliveryStatus.PENDING}
-    return sorted(rows)
+    new = {delivery_id: row for delivery_id, row in rows.items() if delivery_id not in before}
+    assert len(new) == count
+    assert {row["status"] for row in new.values()} == {DeliveryStatus.PENDING}
+    return sorted(new)
 
 
 def enqueue_deliveries(broker: Broker, times: int) -> None:
@@ -234,6 +250,57 @@ async def test_two_workers_racing_on_the_same_deliveries_send_each_once(
     # The jobs really raced: both worker processes ran some of them.
     for worker in workers:
         assert delivery_results(worker), f"{worker.log_path.name} ran no job:\n{worker.output()}"
+
+
+async def test_a_worker_survives_losing_the_broker_in_the_middle_of_a_job(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    """Redis goes away while a job is unacknowledged and the worker waits for more (a free
+    pool slot): the worker must stay up, finish the job, reconnect and take new jobs.
+
+    Celery 5.7.0 / kombu 5.7.0 exited here ("Unrecoverable error: AttributeError ...
+    'hostname'"): the consumer's channel restored its unacknowledged message after the
+    connection had been released (see app/workers/broker.py).
+    """
+    with private_redis(tmp_path / "redis") as redis_server:
+        broker = Broker(redis_server.url, "task-manager", {"REDIS_URL": redis_server.url})
+        # A slow SMTP server keeps the first job running (unacknowledged) across the outage.
+        async with smtp_sink(delay_seconds=SLOW_SMTP_SECONDS) as slow_sink:
+            env = jobs_env(slow_sink, {**broker.env, "CELERY_BROKER_URL": ""}, interval_seconds=300)
+            async with Processes(
+                scratch_database_url, tmp_path, env, expected_celery_errors=BROKER_OUTAGE_ERRORS
+            ) as processes:
+
+                async def prepare_database() -> list[int]:
+                    await processes.migrate()
+                    return await seed_pending_deliveries(scratch_database_url, 1)
+
+                [first], worker = await processes.start(
+                    prepare_database(), processes.worker(concurrency=2)
+                )
+                await asyncio.to_thread(enqueue_deliveries, broker, 1)
+                await worker.wait_for_output(JOB_RECEIVED, within=DELIVERY_TIMEOUT_SECONDS)
+                await asyncio.sleep(0.5)  # the job is talking to the slow SMTP server
+
+                await asyncio.to_thread(redis_server.stop)
+                await worker.wait_for_output(BROKER_LOST, within=DELIVERY_TIMEOUT_SECONDS)
+                # It retries instead of exiting (wait_for_output fails if the process exits).
+                await worker.wait_for_output(RECONNECTING, within=DELIVERY_TIMEOUT_SECONDS)
+                await slow_sink.wait_for(lambda _: True, within=DELIVERY_TIMEOUT_SECONDS)
+
+                await asyncio.to_thread(redis_server.start)
+                await worker.wait_for_output(CONNECTED, count=2, within=DELIVERY_TIMEOUT_SECONDS)
+                [second] = await seed_pending_deliveries(scratch_database_url, 1, username="later")
+                await asyncio.to_thread(enqueue_deliveries, broker, 1)
+                await slow_sink.wait_for(lambda _: True, count=2, within=DELIVERY_TIMEOUT_SECONDS)
+                rows = await wait_for_deliveries(scratch_database_url, DeliveryStatus.SENT, count=2)
+                await asyncio.sleep(QUIET_SECONDS)
+                worker_output = worker.output()
+            received = slow_sink.messages
+
+    assert "Unrecoverable error" not in worker_output, worker_output
+    assert per_message_id(received) == {message_id_of(first): 1, message_id_of(second): 1}
+    assert all(row["attempts"] == 1 for row in rows.values()), rows
 
 
 async def test_beat_schedules_reminders_and_their_emails(

@@ -1,0 +1,42 @@
+"""The broker transport: redis:// and rediss:// URLs get the fixed Redis transport, and what
+kombu derives from the scheme (TLS for rediss://) is kept. No connection is opened."""
+
+import ssl
+
+import pytest
+from kombu import Connection
+
+from app.workers import broker
+
+
+@pytest.fixture(autouse=True)
+def fixed_transport() -> None:
+    broker.use_for_redis_urls()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:secret@redis.example:6380/0"]
+)
+def test_redis_urls_use_the_fixed_transport(url: str) -> None:
+    connection = Connection(url)
+    try:
+        assert isinstance(connection.transport, broker.Transport)
+        assert connection.transport.Channel is broker.Channel
+    finally:
+        connection.release()
+
+
+def test_rediss_still_means_tls() -> None:
+    connection = Connection("rediss://:secret@redis.example:6380/0")
+    try:
+        assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
+    finally:
+        connection.release()
+
+
+def test_plain_redis_is_not_tls() -> None:
+    connection = Connection("redis://127.0.0.1:6379/0")
+    try:
+        assert not connection.ssl
+    finally:
+        connection.release()
