@@ -2,9 +2,11 @@
 
 import asyncio
 import contextlib
+import re
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no type information
@@ -27,6 +29,10 @@ FAST_503_P99_SECONDS = 2.0
 FAST_503_MAX_SECONDS = 5.0
 IDLE_RESTART_REQUESTS = 100
 DELIVERY_RESUME_LIMIT_SECONDS = 90.0
+# Celery's worker log: a message unacknowledged when the broker went away (the case that
+# made Celery 5.7.0 exit, see app/workers/broker.py), and the exit itself.
+UNACKNOWLEDGED_AT_LOSS = re.compile(r"Restoring (\d+) unacknowledged message")
+UNRECOVERABLE = "Unrecoverable error"
 
 
 async def _poll_health(ctx: DrillContext, prober: Prober, stop: asyncio.Event) -> dict[str, Any]:
@@ -216,8 +222,11 @@ async def drill_redis(ctx: DrillContext) -> DrillResult:
         "resume",
     )
     prober = Prober()
+    worker_log = ctx.stack.state_dir / "logs" / "worker.log"
     try:
         await ctx.run_load_for(5)
+        worker_before = ctx.stack.pid("worker")
+        worker_log_start = worker_log.stat().st_size
         stop_polling = asyncio.Event()
         progress("drill 4: stopping the private Redis")
         stopped = time.monotonic()
@@ -244,6 +253,9 @@ async def drill_redis(ctx: DrillContext) -> DrillResult:
             lambda: _drained(ctx, back_wall), limit=DELIVERY_RESUME_LIMIT_SECONDS, interval=1.0
         )
         status_after, body_after, _ = await prober.status(f"{ctx.stack.base_url}/health/detailed")
+        worker = _worker_through_outage(
+            worker_before, ctx.stack.pid("worker"), worker_log, worker_log_start
+        )
         verification = await ctx.verify()
     finally:
         await prober.aclose()
@@ -258,6 +270,7 @@ async def drill_redis(ctx: DrillContext) -> DrillResult:
             None if drained is None else round(drained, 1)
         ),
         "health_detailed_after": [status_after, (body_after or {}).get("status")],
+        "worker": worker,
         "verification": verification.as_dict(),
     }
     failed = result.figures["outage"]["failed"]
@@ -272,6 +285,9 @@ async def drill_redis(ctx: DrillContext) -> DrillResult:
         f"instance answered {while_down['second_instance']}; after restart shared again "
         f"({attempts[-1]['second_instance'] if attempts else None}) after {shared_text}; "
         f"older deliveries all sent {drained_text} after Redis returned; "
+        f"Celery worker: {'same' if worker['same_process'] else 'NOT the same'} process "
+        f"({worker['unacknowledged_at_loss']} message(s) unacknowledged when Redis went away, "
+        f"{worker['unrecoverable_errors']} unrecoverable errors); "
         f"{verification.summary()}"
     )
     result.passed = (
@@ -279,9 +295,25 @@ async def drill_redis(ctx: DrillContext) -> DrillResult:
         and degraded_ok
         and shared_after is not None
         and drained is not None
+        and worker["same_process"]
+        and worker["unrecoverable_errors"] == 0
         and verification.passed
     )
     return result
+
+
+def _worker_through_outage(
+    pid_before: int | None, pid_after: int | None, log: Path, log_start: int
+) -> dict[str, Any]:
+    """Did the Celery worker live through the outage, and was a job in flight at its start?"""
+    with log.open("rb") as file:
+        file.seek(log_start)
+        output = file.read().decode("utf-8", errors="replace")
+    return {
+        "same_process": pid_before is not None and pid_before == pid_after,
+        "unacknowledged_at_loss": sum(int(n) for n in UNACKNOWLEDGED_AT_LOSS.findall(output)),
+        "unrecoverable_errors": output.count(UNRECOVERABLE),
+    }
 
 
 async def _drained(ctx: DrillContext, moment: datetime) -> bool:
