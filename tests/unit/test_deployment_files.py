@@ -333,6 +333,19 @@ class TestScripts:
         assert "scripts/stack up" in makefile
         assert "scripts/stack down" in makefile
 
+    @pytest.mark.parametrize("path", ["scripts/stack", "scripts/run-tests", ".ci/run"])
+    def test_no_reader_that_stops_early_in_a_pipefail_pipeline(self, path: str) -> None:
+        """`producer | grep -q x`: grep exits at the first match, a producer still writing
+        gets SIGPIPE, and under `set -o pipefail` the pipeline is then false although x was
+        there. `scripts/stack start api-18001` failed so ("unknown part") in a reliability
+        drill, under load (`{ echo a; sleep 0.3; echo b; } | grep -q a` exits 141). Give
+        grep the whole text instead: `grep -q x <<<"$(producer)"`."""
+        script = (ROOT / path).read_text()
+        assert "set -euo pipefail" in script or "set -uo pipefail" in script
+        early_exit = re.compile(r"\|\s*(grep\s+-\w*q|head\b)")
+        offending = [line for line in script.splitlines() if early_exit.search(line)]
+        assert offending == []
+
     def test_stack_state_is_git_ignored(self) -> None:
         assert ".stack/" in (ROOT / ".gitignore").read_text().split()
 
