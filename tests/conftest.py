@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 # Before anything imports the app: `app.main` builds its default app at import time.
 os.environ.update(
@@ -244,26 +245,39 @@ def auth_headers(tokens: dict[str, Any]) -> dict[str, str]:
 
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# pytest-xdist runs the suite in several processes, each flushing its Redis database at
+# start: each gets one of its own (14 is the benchmark's, 2 the stack's, 0 a developer's).
+XDIST_REDIS_DATABASES = (15, 13, 12, 11, 10, 9, 8, 7)
+
+
+def redis_url_of_this_process() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under xdist
+    if worker is None:
+        return TEST_REDIS_URL
+    database = XDIST_REDIS_DATABASES[int(worker.removeprefix("gw"))]
+    return urlsplit(TEST_REDIS_URL)._replace(path=f"/{database}").geturl()
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """A reachable Redis (database 15 by default, flushed before use).
+    """A reachable Redis (database 15 by default, flushed before use; under pytest-xdist one
+    database per process).
 
     On a laptop without Redis the tests that need it are skipped and say so; in CI
     (CI=true) an unreachable Redis fails them instead.
     """
     import redis
 
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    url = redis_url_of_this_process()
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
         client.flushdb()
     except redis.RedisError as error:
-        message = f"Redis not reachable at {TEST_REDIS_URL}: {error}"
+        message = f"Redis not reachable at {url}: {error}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
     finally:
         client.close()
-    return TEST_REDIS_URL
+    return url
