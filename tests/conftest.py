@@ -254,8 +254,13 @@ def redis_url_of_this_process() -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under xdist
     if worker is None:
         return TEST_REDIS_URL
-    database = XDIST_REDIS_DATABASES[int(worker.removeprefix("gw"))]
-    return urlsplit(TEST_REDIS_URL)._replace(path=f"/{database}").geturl()
+    index = int(worker.removeprefix("gw"))
+    if index >= len(XDIST_REDIS_DATABASES):
+        raise pytest.UsageError(
+            f"at most {len(XDIST_REDIS_DATABASES)} test processes (each needs a Redis database)"
+        )
+    # TEST_REDIS_URL names the server; the database number is the process's.
+    return urlsplit(TEST_REDIS_URL)._replace(path=f"/{XDIST_REDIS_DATABASES[index]}").geturl()
 
 
 @pytest.fixture(scope="session")
