@@ -40,3 +40,13 @@ def test_plain_redis_is_not_tls() -> None:
         assert not connection.ssl
     finally:
         connection.release()
+
+
+def test_rediss_verifies_the_certificate_when_the_url_asks() -> None:
+    # docs/deployment.md recommends this form; the API's redis-py clients verify by default.
+    connection = Connection("rediss://:secret@redis.example:6380/0?ssl_cert_reqs=required")
+    try:
+        assert isinstance(connection.transport, broker.Transport)
+        assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    finally:
+        connection.release()
