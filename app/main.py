@@ -25,6 +25,7 @@ from app.exception_handlers import register_exception_handlers
 from app.middleware import (
     BodySizeLimitMiddleware,
     JSONCORSMiddleware,
+    JSONServerErrorMiddleware,
     MetricsMiddleware,
     RequestContextMiddleware,
     RouteTemplateMiddleware,
@@ -120,6 +121,8 @@ def create_app(
         app.add_middleware(RouteTemplateMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    # Inside CORS and the metrics: a crash's 500 is an ordinary response to both.
+    app.add_middleware(JSONServerErrorMiddleware)
     if settings.ALLOWED_ORIGINS:
         # Bearer tokens, no cookies: credentials are never allowed, so "*" stays safe.
         app.add_middleware(
@@ -144,8 +147,10 @@ def create_app(
     if settings.METRICS_ENABLED:
         # Outside every middleware that answers on its own (413, 400, CORS), so all count.
         app.add_middleware(MetricsMiddleware, exclude_paths=[metrics.METRICS_PATH])
+    # The last resort for a crash in the middlewares above (its 500 has the request id).
+    app.add_middleware(JSONServerErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
-    # Outermost: the last-resort 500 of RequestContextMiddleware gets the headers too.
+    # Outermost: every response gets the headers, a last-resort 500 too.
     app.add_middleware(SecurityHeadersMiddleware)
 
     register_exception_handlers(app)

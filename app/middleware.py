@@ -50,7 +50,7 @@ async def send_json(send: Send, status: int, body: dict[str, str], request_id: s
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (logs and `X-Request-ID`) and turns crashes into JSON 500s."""
+    """Gives every request an id: in the logs (a context variable) and as `X-Request-ID`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -63,24 +63,47 @@ class RequestContextMiddleware:
         request_id = client_id if client_id and _SANE_REQUEST_ID.match(client_id) else None
         request_id = request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
-        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal response_started
             if message["type"] == "http.response.start":
-                response_started = True
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class JSONServerErrorMiddleware:
+    """Turns a crash below it into a logged JSON 500, unless a response has started.
+
+    In the stack twice: inside CORS, so the 500 goes out through CORS and the metrics like any
+    other response (a browser app can read it), and right inside RequestContextMiddleware, the
+    last resort for the middlewares in between. Both answer with the request's id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
         except Exception:
             logger.exception("Unhandled error on %s %s", scope["method"], scope["path"])
             if response_started:
                 raise  # nothing sane left to send; the server closes the connection
-            await send_json(send, 500, {"detail": "Internal server error"}, request_id)
-        finally:
-            request_id_var.reset(token)
+            await send_json(send, 500, {"detail": "Internal server error"}, _current_id())
 
 
 class BodyTooLargeError(HTTPException):
@@ -256,9 +279,10 @@ class MetricsMiddleware:
     """Counts and times every request by method, route template and status.
 
     Outside everything that answers on its own (413 of the body limit, 400 of the host
-    check, CORS preflights) and inside RequestContextMiddleware: an exception escaping the
-    app is counted as the 500 that middleware sends. The status is the one the response
-    started with. Requests for `exclude_paths` (the /metrics scrape) are not counted.
+    check, CORS preflights, the 500 of JSONServerErrorMiddleware for a crash) and inside the
+    outer JSONServerErrorMiddleware: an exception escaping to here is counted as the 500
+    that one sends. The status is the one the response started with. Requests for
+    `exclude_paths` (the /metrics scrape) are not counted.
     """
 
     def __init__(self, app: ASGIApp, *, exclude_paths: Iterable[str] = ()) -> None:

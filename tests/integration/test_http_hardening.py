@@ -142,11 +142,14 @@ def build_client(
     session_factory: async_sessionmaker[AsyncSession],
     password_hasher: PasswordHasher,
 ) -> ClientBuilder:
-    """An app built like the `app` fixture's, with some settings changed, and its client."""
+    """An app built like the `app` fixture's, with some settings changed, and its client.
+
+    The app also has `GET /explode`, a route that crashes (a last-resort 500)."""
 
     @asynccontextmanager
     async def build(**overrides: Any) -> AsyncIterator[AsyncClient]:
         app = create_app(settings.model_copy(update=overrides), session_factory=session_factory)
+        app.add_api_route("/explode", explode)
         app.state.password_hasher.close()
         app.state.password_hasher = password_hasher
         try:
@@ -625,6 +628,7 @@ class TestCors:
             ("PUT", "/health", {}, 405),
             ("POST", "/auth/register", {"json": {}}, 422),
             ("POST", "/auth/register", {"content": "too large"}, 413),
+            ("GET", "/explode", {}, 500),
         ],
     )
     async def test_errors_are_readable_by_an_allowed_origin(
