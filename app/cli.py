@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from app.core.config import ConfigurationError, Settings, load_settings
+from app.core.metrics_directory import prepare_multiprocess_directory
 from app.schemas.user import UserCreate
 
 cli = typer.Typer(
@@ -169,6 +170,10 @@ def worker(
     # (re)connects a second sooner, and Celery 5.7.0's gossip step no longer logs an
     # AttributeError every time the broker comes back after an outage.
     options = ["--loglevel", "INFO", "--concurrency", str(concurrency)]
+    if _settings().worker_metrics_enabled:
+        # The pool's processes write their counts there; the main process serves the sum
+        # (app/workers/metrics_server.py). Set before Celery imports prometheus_client.
+        prepare_multiprocess_directory()
     _exec_celery("worker", [*options, "--without-gossip", "--without-mingle"])
 
 

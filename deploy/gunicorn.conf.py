@@ -49,26 +49,13 @@ if workers > 1 and not os.environ.get("REDIS_URL"):
 # Prometheus multiprocess mode (app/core/metrics.py): each worker writes its samples to files
 # in PROMETHEUS_MULTIPROC_DIR and /metrics sums them all, so counts add up across workers.
 # The variable must be set before a worker imports prometheus_client, hence in the master.
-_METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-_created_metrics_dir: list[str] = []
 
 
 def on_starting(_server: Any) -> None:
     """Master start: a fresh, empty directory (old files would add a past run's counts)."""
-    directory = os.environ.get(_METRICS_DIR_VARIABLE)
-    if not directory:
-        import tempfile
+    from app.core.metrics_directory import prepare_multiprocess_directory
 
-        directory = tempfile.mkdtemp(prefix="task-manager-metrics-")
-        _created_metrics_dir.append(directory)
-        os.environ[_METRICS_DIR_VARIABLE] = directory
-        return
-    from pathlib import Path
-
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):  # prometheus_client's files only
-        stale.unlink()
+    prepare_multiprocess_directory()
 
 
 def child_exit(_server: Any, worker: Any) -> None:
@@ -79,7 +66,6 @@ def child_exit(_server: Any, worker: Any) -> None:
 
 
 def on_exit(_server: Any) -> None:
-    import shutil
+    from app.core.metrics_directory import remove_if_temporary
 
-    for directory in _created_metrics_dir:
-        shutil.rmtree(directory, ignore_errors=True)
+    remove_if_temporary()

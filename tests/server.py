@@ -75,6 +75,8 @@ def server_environment(database_url: str, extra: Mapping[str, str] | None = None
             "RATE_LIMIT_ENABLED": "false",
             "GUNICORN_KEEPALIVE": str(KEEPALIVE_SECONDS),
             "GUNICORN_GRACEFUL_TIMEOUT": "10",
+            # Tests run several Celery workers at once: no metrics port unless a test asks.
+            "WORKER_METRICS_PORT": "0",
             # gunicorn >= 25 opens a control socket at ~/.gunicorn/gunicorn.ctl by default,
             # which would take over the one of a server the developer is running.
             "PYTHONPATH": str(PROJECT_ROOT),

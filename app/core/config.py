@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     DOCS_ENABLED: bool = True
     # Serve GET /metrics (Prometheus) and record the request metrics.
     METRICS_ENABLED: bool = True
+    # `task-manager worker` serves its pool's counts (e-mail deliveries) for Prometheus at
+    # http://WORKER_METRICS_HOST:WORKER_METRICS_PORT/metrics; 0 turns that off.
+    WORKER_METRICS_HOST: str = "127.0.0.1"
+    WORKER_METRICS_PORT: int = Field(default=9808, ge=0, le=65535)
 
     # Rate limits in `limits` notation ("5/minute", "100 per hour"), checked at start-up.
     # With REDIS_URL the counts are shared by every worker and instance; else per process.
@@ -231,6 +235,10 @@ class Settings(BaseSettings):
     def broker_url(self) -> str | None:
         """Celery's broker; None means jobs run in-process."""
         return self.CELERY_BROKER_URL or self.REDIS_URL
+
+    @property
+    def worker_metrics_enabled(self) -> bool:
+        return self.METRICS_ENABLED and self.WORKER_METRICS_PORT != 0
 
     @property
     def email_enabled(self) -> bool:

@@ -24,10 +24,11 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.core.metrics_directory import MULTIPROCESS_DIR_VARIABLE
+
 # No `*_created` series: they double the output, and multiprocess mode has none anyway.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # The route label of a request no route matched (404s, and requests refused before routing).
 UNMATCHED_ROUTE = "<unmatched>"
 OTHER_METHOD = "OTHER"
@@ -83,7 +84,12 @@ def render_metrics() -> tuple[bytes, str]:
     prometheus_client prescribes; the default registry would show this worker alone.
     """
     if multiprocess_mode():
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(multiprocess_registry()), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that reads every process's files in PROMETHEUS_MULTIPROC_DIR when collected."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry

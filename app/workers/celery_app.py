@@ -7,7 +7,7 @@ task-manager beat     # = celery -A app.workers.celery_app beat
 from celery import Celery
 
 from app.core.config import get_settings
-from app.workers import broker
+from app.workers import broker, metrics_server
 
 
 def create_celery() -> Celery:
@@ -39,6 +39,7 @@ def create_celery() -> Celery:
         # deploy/healthcheck.py beat uses it, so a stalled beat shows as unhealthy.
         beat_enable_remote_control=True,
     )
+    metrics_server.connect()
     return celery
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from celery import Celery
@@ -45,6 +46,7 @@ from tests.processes import (
     with_subject,
 )
 from tests.redis_server import private_redis
+from tests.server import free_port
 
 DELIVERY_TIMEOUT_SECONDS = 15.0
 # Once every job has finished, how long a duplicate still gets to show up.
@@ -63,6 +65,9 @@ BROKER_OUTAGE_ERRORS = re.compile(
     r"consumer: Cannot connect to redis://|CRITICAL/MainProcess\] Couldn't ack|^Traceback"
 )
 SLOW_SMTP_SECONDS = 3.0
+WORKER_METRICS_SERVED = (
+    r"Worker metrics on http://127\.0\.0\.1:\d+/metrics \(PROMETHEUS_MULTIPROC_DIR=(\S+)\)"
+)
 # Nothing listens on port 1 of the loopback interface.
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 
@@ -301,6 +306,34 @@ async def test_a_worker_survives_losing_the_broker_in_the_middle_of_a_job(
     assert "Unrecoverable error" not in worker_output, worker_output
     assert per_message_id(received) == {message_id_of(first): 1, message_id_of(second): 1}
     assert all(row["attempts"] == 1 for row in rows.values()), rows
+
+
+async def test_the_worker_serves_the_delivery_counts_of_its_pool(
+    scratch_database_url: str, tmp_path: Path, broker: Broker, sink: SmtpSink
+) -> None:
+    port = free_port()
+    env = {**jobs_env(sink, broker.env, interval_seconds=300), "WORKER_METRICS_PORT": str(port)}
+    async with Processes(scratch_database_url, tmp_path, env) as processes:
+
+        async def prepare_database() -> list[int]:
+            await processes.migrate()
+            return await seed_pending_deliveries(scratch_database_url, 2)
+
+        _, worker = await processes.start(prepare_database(), processes.worker(concurrency=2))
+        await worker.wait_for_output(WORKER_METRICS_SERVED, within=DELIVERY_TIMEOUT_SECONDS)
+        [metrics_directory] = re.findall(WORKER_METRICS_SERVED, worker.output())
+        await asyncio.to_thread(enqueue_deliveries, broker, 1)
+        await wait_for_deliveries(scratch_database_url, DeliveryStatus.SENT, count=2)
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"http://127.0.0.1:{port}/metrics")
+        assert await asyncio.to_thread(Path(metrics_directory).is_dir)
+
+    # Sent by a pool process, served by the main process.
+    assert response.status_code == 200, response.text
+    assert "notifications_delivered_total 2.0" in response.text
+    assert 'notification_deliveries_failed_total{final="false"} 0.0' in response.text
+    # The temporary directory of the samples is gone with the worker.
+    assert not await asyncio.to_thread(Path(metrics_directory).exists)
 
 
 async def test_beat_schedules_reminders_and_their_emails(
