@@ -49,8 +49,8 @@ async def send_json(send: Send, status: int, body: dict[str, str], request_id: s
     await send({"type": "http.response.body", "body": payload})
 
 
-class RequestContextMiddleware:
-    """Gives every request an id: in the logs (a context variable) and as `X-Request-ID`."""
+class HTTPMiddleware:
+    """A pure ASGI middleware for HTTP requests: anything else (lifespan) passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -59,6 +59,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestContextMiddleware(HTTPMiddleware):
+    """Gives every request an id: in the logs (a context variable) and as `X-Request-ID`."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         client_id = Headers(scope=scope).get(REQUEST_ID_HEADER)
         request_id = client_id if client_id and _SANE_REQUEST_ID.match(client_id) else None
         request_id = request_id or uuid.uuid4().hex
@@ -75,7 +85,7 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-class JSONServerErrorMiddleware:
+class JSONServerErrorMiddleware(HTTPMiddleware):
     """Turns a crash below it into a logged JSON 500, unless a response has started.
 
     In the stack twice: inside CORS, so the 500 goes out through CORS and the metrics like any
@@ -83,13 +93,7 @@ class JSONServerErrorMiddleware:
     last resort for the middlewares in between. Both answer with the request's id.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
 
         async def send_tracking_start(message: Message) -> None:
@@ -117,7 +121,7 @@ class BodyTooLargeError(HTTPException):
         super().__init__(413, f"Request body is larger than {max_bytes} bytes")
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HTTPMiddleware):
     """Refuses bodies over `max_bytes` with a JSON 413 before they are parsed.
 
     A declared Content-Length is checked up front; a chunked body is counted as it streams
@@ -125,13 +129,10 @@ class BodySizeLimitMiddleware:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._refuse(send, bad_length=not declared.isdigit())
@@ -208,20 +209,14 @@ def _is_docs_page(path: str) -> bool:
     return (path.rstrip("/") or "/") in DOCS_PATHS or path.startswith("/docs/")
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(HTTPMiddleware):
     """Security headers on every response, errors included.
 
     `Cache-Control: no-store` goes on anything answering an authenticated request and on
     everything under /auth (tokens): no proxy or browser cache may keep them.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         private = path.startswith("/auth") or "authorization" in Headers(scope=scope)
         csp = DOCS_CSP if _is_docs_page(path) else API_CSP
