@@ -148,8 +148,7 @@ async def _create_admin(settings: Settings, data: UserCreate, *, promote: bool) 
         await engine.dispose()
 
 
-def _exec_celery(role: str, extra: list[str]) -> None:
-    settings = _settings()
+def _exec_celery(settings: Settings, role: str, extra: list[str]) -> None:
     if not settings.broker_url:
         typer.echo(
             "task-manager: set REDIS_URL (or CELERY_BROKER_URL) to run Celery; without a "
@@ -169,12 +168,13 @@ def worker(
     # Workers exchange nothing (no revokes, no elections): without gossip and mingle a worker
     # (re)connects a second sooner, and Celery 5.7.0's gossip step no longer logs an
     # AttributeError every time the broker comes back after an outage.
+    settings = _settings()
     options = ["--loglevel", "INFO", "--concurrency", str(concurrency)]
-    if _settings().worker_metrics_enabled:
+    if settings.worker_metrics_enabled:
         # The pool's processes write their counts there; the main process serves the sum
         # (app/workers/metrics_server.py). Set before Celery imports prometheus_client.
         prepare_multiprocess_directory()
-    _exec_celery("worker", [*options, "--without-gossip", "--without-mingle"])
+    _exec_celery(settings, "worker", [*options, "--without-gossip", "--without-mingle"])
 
 
 @cli.command()
@@ -184,7 +184,7 @@ def beat(
     ] = "celerybeat-schedule",
 ) -> None:
     """Run Celery beat: enqueues reminders and the delivery sweep every JOBS_INTERVAL_SECONDS."""
-    _exec_celery("beat", ["--loglevel", "INFO", "--schedule", schedule_file])
+    _exec_celery(_settings(), "beat", ["--loglevel", "INFO", "--schedule", schedule_file])
 
 
 def main() -> None:

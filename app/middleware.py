@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -49,7 +50,7 @@ async def send_json(send: Send, status: int, body: dict[str, str], request_id: s
     await send({"type": "http.response.body", "body": payload})
 
 
-class HTTPMiddleware:
+class HTTPMiddleware(ABC):
     """A pure ASGI middleware for HTTP requests: anything else (lifespan) passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -61,8 +62,9 @@ class HTTPMiddleware:
             return
         await self.handle(scope, receive, send)
 
+    @abstractmethod
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError
+        """What the middleware does with an HTTP request."""
 
 
 class RequestContextMiddleware(HTTPMiddleware):

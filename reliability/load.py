@@ -381,19 +381,7 @@ class LoadGenerator:
 
     async def _op_comment(self, user: User) -> None:
         task_id = self.random.choice(user.tasks)
-        entry = self.ledger.tasks[task_id]
-        response = await self._call(
-            user,
-            "POST",
-            f"/tasks/{task_id}/comments",
-            route="/tasks/{id}/comments",
-            expect=set(),
-            json={"text": f"comment {self.random.randrange(10**6)}"},
-        )
-        if response is not None and response.status_code == 201:
-            entry.acked_comments.append(int(response.json()["id"]))
-        elif response is None or response.status_code >= 500:
-            entry.unknown_comments += 1
+        await self.comment_as(user, task_id, f"comment {self.random.randrange(10**6)}")
 
     async def _op_login(self, user: User) -> None:
         await self.login(user)
