@@ -27,7 +27,7 @@ from app.repositories.identity_cache import IDENTITY_CHANGED
 from app.repositories.notification import OUTBOX_WRITTEN, NotificationRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
-from app.schemas.common import PasswordAttempt
+from app.schemas.common import PasswordAttempt, Text
 from app.services.admin import AdminService
 from app.services.auth import AuthService
 from app.services.comment import CommentService
@@ -186,7 +186,7 @@ class LoginCredentials:
 
 async def login_credentials(
     request: Request,
-    username: Annotated[str, Form(max_length=50)],
+    username: Annotated[Text, Form(max_length=50)],
     password: Annotated[PasswordAttempt, Form()],
 ) -> AsyncIterator[LoginCredentials]:
     """The login form, guarded by the username's failed-login budget (RATE_LIMIT_LOGIN_USERNAME).
@@ -277,6 +277,7 @@ async def get_health_service(request: Request, settings: SettingsDep) -> HealthS
     return HealthService(
         request.app.state.engine,
         data_path=settings.data_directory,
+        cache_url=settings.REDIS_URL,
         broker_url=settings.broker_url,
     )
 

@@ -1,8 +1,12 @@
 """The one place where domain errors become HTTP responses."""
 
+import json
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -73,6 +77,45 @@ async def handle_database_error(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+ErrorEntry = dict[str, Any]
+
+
+def safe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> list[ErrorEntry]:
+    """FastAPI's 422 list without what the client sent: only `loc`, `msg` and `type`.
+
+    Pydantic's `input` (and `ctx`, which may repeat it) would echo a password, and a value
+    that JSON cannot carry (NaN, a lone surrogate) would make the response itself fail.
+    """
+    return [
+        {
+            "loc": [part if isinstance(part, int) else str(part) for part in error["loc"]],
+            "msg": str(error["msg"]),
+            "type": str(error["type"]),
+        }
+        for error in errors
+    ]
+
+
+class ValidationErrorResponse(JSONResponse):
+    """ASCII-escaped JSON: whatever a location holds, rendering cannot fail."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+async def handle_request_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A 422 in the contract's list form, and an exception that no longer holds the inputs.
+
+    The exception is scrubbed in place first: should anything below fail, the traceback that
+    gets logged shows it, and it must not carry a password (nor does its `body`).
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = safe_validation_errors(exc.errors())
+    exc._errors = errors  # FastAPI keeps the errors (and its __str__ reads them) there
+    exc.body = None
+    return ValidationErrorResponse({"detail": errors}, status_code=422)
+
+
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (404 route, 405 method, ...) in our JSON shape."""
     assert isinstance(exc, StarletteHTTPException)
@@ -105,6 +148,7 @@ def allowed_methods(request: Request) -> str:
 
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, handle_domain_error)
+    app.add_exception_handler(RequestValidationError, handle_request_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     # asyncpg raises connect failures as plain OSError (refused, timed out); the rest arrive
     # wrapped in SQLAlchemy errors.

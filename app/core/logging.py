@@ -12,12 +12,24 @@ from app.core.config import Settings
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
-# Defence in depth: we never log credentials on purpose, but a JWT or a password field that
+# Defence in depth: we never log credentials on purpose (request validation errors are
+# scrubbed of their inputs before anything can log them), but a JWT or a password field that
 # slips into a message (an exception text, a third-party log line) is masked before output.
+_SECRET_NAME = r"(?:password|passwd|secret|token)"
+# A Python or JSON string literal, to its closing quote (white space and escapes included).
+_QUOTED = r"""(?:'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")"""
 _SECRET_PATTERNS = (
     (re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+"), "[token]"),
+    # A validation error's repr: {'loc': ('body', 'password'), 'msg': ..., 'input': '...'}.
     (
-        re.compile(r"((?:password|passwd|secret|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+", re.I),
+        re.compile(
+            rf"('loc': \([^)]*{_SECRET_NAME}[^)]*\),.*?'input': )(?:{_QUOTED}|[^,}}]+)", re.I
+        ),
+        r"\1[redacted]",
+    ),
+    (re.compile(rf"({_SECRET_NAME}[\"']?\s*[:=]\s*){_QUOTED}", re.I), r"\1[redacted]"),
+    (
+        re.compile(rf"({_SECRET_NAME}[\"']?\s*[:=]\s*)(?!\[redacted\])[^\s\"'&,}}]+", re.I),
         r"\1[redacted]",
     ),
 )

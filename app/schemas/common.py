@@ -16,9 +16,12 @@ from pydantic import (
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: unknown fields are refused (no mass assignment)."""
+    """Base of every request body: unknown fields are refused (no mass assignment).
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    A validation error's text never shows the input: it may be a password.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, hide_input_in_errors=True)
 
 
 class ResponseModel(BaseModel):
@@ -59,7 +62,10 @@ def reject_nul(value: str) -> str:
 
 
 def to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is still in year 0 in UTC
+        raise ValueError("is out of range when converted to UTC (years 1 to 9999)") from None
 
 
 _RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
@@ -101,4 +107,10 @@ Password = Annotated[
     NO_NUL,
 ]
 # A password being checked, not set: any length up to the maximum is worth a comparison.
-PasswordAttempt = Annotated[str, StringConstraints(strip_whitespace=False, max_length=128)]
+# One with a NUL cannot match (no password has one): refused like any other bad input.
+PasswordAttempt = Annotated[
+    str,
+    StringConstraints(strip_whitespace=False, max_length=128),
+    AfterValidator(reject_nul),
+    NO_NUL,
+]

@@ -20,6 +20,10 @@ class DetailedHealth(BaseModel):
 
     status: Literal["healthy", "degraded", "unhealthy"]
     database: ComponentHealth
+    cache: ComponentHealth = Field(
+        description='Redis when REDIS_URL is set (`"backend": "redis"`); otherwise '
+        '`{"status": "disabled", "backend": "memory"}`'
+    )
     disk: ComponentHealth
     broker: ComponentHealth | None = Field(
         default=None, description="Only when a Celery broker is configured"

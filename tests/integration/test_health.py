@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,82 @@ class TestReadiness:
         assert body["database"]["latency_ms"] >= 0
         assert body["disk"]["status"] == "ok"
         assert 0 < body["disk"]["free_bytes"] <= body["disk"]["total_bytes"]
+
+
+@pytest.fixture
+async def app_with_redis_at(
+    settings: Settings, session_factory: Any
+) -> AsyncIterator[Callable[[str], FastAPI]]:
+    """Apps whose REDIS_URL (the cache, and the broker with it) is the given address."""
+    apps: list[FastAPI] = []
+
+    def build(redis_url: str) -> FastAPI:
+        app = create_app(
+            settings.model_copy(update={"REDIS_URL": redis_url}), session_factory=session_factory
+        )
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.state.password_hasher.close()
+        await app.state.identity_cache.close()
+        await app.state.rate_limiter.aclose()
+        await app.state.engine.dispose()
+
+
+class TestReadinessOfTheCache:
+    """API.md: the body always has a `cache` component; a cache that is down is `degraded`."""
+
+    async def test_without_redis_the_cache_is_memory_and_disabled(
+        self, client: AsyncClient
+    ) -> None:
+        response = await client.get("/health/detailed")
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["cache"] == {"status": "disabled", "backend": "memory"}
+        assert body["status"] == "healthy"
+
+    async def test_with_redis_the_cache_is_ok(
+        self, app_with_redis_at: Callable[[str], FastAPI], redis_url: str
+    ) -> None:
+        status, body, _ = await detailed_health(app_with_redis_at(redis_url))
+
+        assert status == 200, body
+        assert body["status"] == "healthy"
+        assert body["cache"]["status"] == "ok"
+        assert body["cache"]["backend"] == "redis"
+        assert body["cache"]["latency_ms"] >= 0
+        assert body["broker"]["status"] == "ok"
+
+    async def test_a_dead_redis_is_reported_and_degrades(
+        self, app_with_redis_at: Callable[[str], FastAPI]
+    ) -> None:
+        status, body, _ = await detailed_health(app_with_redis_at("redis://127.0.0.1:1/0"))
+
+        assert status == 200, body
+        assert body["status"] == "degraded"
+        assert body["database"]["status"] == "ok"
+        assert body["cache"] == {
+            "status": "unavailable",
+            "backend": "redis",
+            "error": body["cache"]["error"],
+        }
+        assert body["cache"]["error"]
+        assert body["broker"]["status"] == "unavailable"
+
+    async def test_a_hung_redis_is_cut_off_by_the_probe_timeout(
+        self, app_with_redis_at: Callable[[str], FastAPI], silent_database_port: int
+    ) -> None:
+        app = app_with_redis_at(f"redis://127.0.0.1:{silent_database_port}/0")
+
+        status, body, elapsed = await detailed_health(app)
+
+        assert status == 200, body
+        assert body["status"] == "degraded"
+        assert body["cache"]["status"] == "unavailable"
+        assert elapsed < MAX_UNHEALTHY_SECONDS
 
 
 @pytest.fixture

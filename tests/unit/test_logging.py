@@ -99,6 +99,36 @@ class TestRedact:
         assert "hunter2" not in text
         assert "[redacted]" in text
 
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "{'password': 'horse battery staple'}",
+            '{"new_password": "horse battery staple", "x": 1}',
+            "password='horse battery staple'",
+            "{'current_password': 'horse \\' battery staple'}",
+        ],
+    )
+    def test_masks_a_quoted_value_to_its_closing_quote(self, message: str) -> None:
+        text = redact(message)
+        for word in ("horse", "battery", "staple"):
+            assert word not in text
+        assert "[redacted]" in text
+
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "{'type': 'string_too_short', 'loc': ('body', 'password'), 'msg': 'String should "
+            "have at least 8 characters', 'input': 'horse battery staple', 'ctx': {}}",
+            "{'type': 'x', 'loc': ('body', 'new_password'), 'msg': 'm', 'input': \"horse's "
+            'battery staple"}',
+        ],
+    )
+    def test_masks_the_input_of_a_validation_error_at_a_password(self, message: str) -> None:
+        text = redact(message)
+        for word in ("horse", "battery", "staple"):
+            assert word not in text
+        assert "'loc': ('body'," in text
+
     def test_leaves_ordinary_text_alone(self) -> None:
         message = "GET /tasks 200 in 12 ms for user 7"
         assert redact(message) == message
