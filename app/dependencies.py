@@ -28,7 +28,7 @@ from app.repositories.notification import OUTBOX_WRITTEN, NotificationRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
 from app.schemas.common import PasswordAttempt, Text
-from app.services.admin import AdminService
+from app.services.admin import ADMIN_REQUIRED, AdminService
 from app.services.auth import AuthService
 from app.services.comment import CommentService
 from app.services.health import HealthService
@@ -191,9 +191,13 @@ async def login_credentials(
 ) -> AsyncIterator[LoginCredentials]:
     """The login form, guarded by the username's failed-login budget (RATE_LIMIT_LOGIN_USERNAME).
 
-    A spent budget refuses the attempt before the password is verified, so not even the
-    right password gets past it; an attempt that fails authentication spends one unit.
-    Declared with scope="function": the failure is counted as soon as the handler raises.
+    Each attempt takes one unit of the budget before its password is verified, in one atomic
+    check-and-count: however many attempts arrive at once, in however many workers, no more
+    passwords are verified than the budget allows; the rest, and the right password once the
+    budget is spent, get 429. An attempt that proves the password (a login, or the inactive
+    account's 403) gives the budget back whole: `limits` cannot return one unit, and a success
+    resets the failure count. Any other outcome keeps the unit spent.
+    Declared with scope="function": the budget is given back as soon as the handler returns.
     """
     credentials = LoginCredentials(username.strip(), password)
     limits = _enabled_limits(request)
@@ -203,14 +207,15 @@ async def login_credentials(
     limiter = _rate_limiter(request)
     # Usernames are unique case-insensitively: "Alice" and "alice" share one budget.
     key = credentials.username.lower()
-    budget = await limiter.peek(limits.login_username, "login-username", key)
+    budget = await limiter.hit(limits.login_username, "login-username", key)
     if not budget.allowed:
         raise RateLimitedError(budget.retry_after, limit=budget.limit)
     try:
         yield credentials
-    except AuthenticationError:
-        await limiter.hit(limits.login_username, "login-username", key)
+    except PermissionDeniedError:  # the right password of an inactive account
+        await limiter.clear(limits.login_username, "login-username", key)
         raise
+    await limiter.clear(limits.login_username, "login-username", key)
 
 
 LoginForm = Annotated[LoginCredentials, Depends(login_credentials, scope="function")]
@@ -259,7 +264,7 @@ CurrentToken = Annotated[TokenClaims, Depends(get_current_token)]
 async def get_current_admin(user: CurrentUser) -> User:
     """Admin routes take this dependency, not an `if` in the handler."""
     if not user.is_admin:
-        raise PermissionDeniedError("Administrator role required")
+        raise PermissionDeniedError(ADMIN_REQUIRED)
     return user
 
 

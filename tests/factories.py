@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 from httpx import AsyncClient, Response
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import CursorCodec
@@ -107,6 +108,17 @@ async def create_user(session: AsyncSession, username: str | None = None) -> Use
     session.add(user)
     await session.flush()
     return user
+
+
+async def change_user_behind_its_back(session: AsyncSession, user_id: int, **values: Any) -> None:
+    """Change a user's row as a concurrent request would have committed it: the objects
+    this session loaded earlier keep their old values (as a request's caller does)."""
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 CURSOR_KEY = "k" * 40

@@ -16,11 +16,11 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import httpx
 
@@ -31,12 +31,15 @@ STARTUP_TIMEOUT_SECONDS = 20.0
 MIGRATE_TIMEOUT_SECONDS = 60.0
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
 REQUEST_TIMEOUT_SECONDS = 30.0
+RACE_TIMEOUT_SECONDS = 30.0
 # Idle keep-alive connections must outlive a test's set-up, so a connection pinned to a
 # worker is not closed by the server and silently replaced (possibly on the other worker).
 KEEPALIVE_SECONDS = 60
 # Only plain HTTP is spoken here, but every httpx client builds an SSL context, which costs
 # ~20 ms; the probes below open many clients, so they share one.
 _SSL_CONTEXT = ssl.create_default_context()
+
+T = TypeVar("T")
 
 # Lines that must never appear in a server's output. Case-sensitive: "uvicorn.error" is a
 # logger name; " ERROR " (the app's format) and "[ERROR]" (gunicorn's) are levels; the last
@@ -111,7 +114,10 @@ class ServerProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def worker_pids(self) -> set[int]:
-        """The live worker processes: the children of the gunicorn master."""
+        """The live worker processes: the children of the gunicorn master, or with one worker
+        the process itself (`task-manager serve` runs uvicorn in-process then)."""
+        if self.workers == 1:
+            return {self.process.pid}
         pids: set[int] = set()
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -154,9 +160,11 @@ class ServerProcess:
         raise LookupError(f"no server-side socket for the connection from port {client_port}")
 
     async def stop(self) -> int | None:
-        """SIGTERM (gunicorn's graceful shutdown); SIGKILL to the group after a bound.
+        """SIGTERM (gunicorn's or uvicorn's graceful shutdown); SIGKILL to the group after a
+        bound.
 
-        Returns the master's exit status, or None when it had to be killed.
+        Returns the master's exit status (0 for a graceful shutdown), or None when it had to
+        be killed.
         """
         graceful: int | None = None
         try:
@@ -173,6 +181,9 @@ class ServerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=SHUTDOWN_TIMEOUT_SECONDS)
             self._log_file.close()
+        if self.workers == 1 and graceful == -signal.SIGTERM:
+            # uvicorn alone (>= 0.29) re-raises the signal once its graceful shutdown is done.
+            return 0
         return graceful
 
 
@@ -241,6 +252,29 @@ async def start_server(
         await server.stop()
         raise
     return server
+
+
+@asynccontextmanager
+async def serving(
+    database_url: str,
+    workdir: Path,
+    *,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[ServerProcess]:
+    """`start_server()`; on exit the server must shut down cleanly, with no error and no 5xx
+    in its output (`stop_checked()`)."""
+    server = await start_server(database_url, workdir, workers=workers, env=env)
+    try:
+        yield server
+    finally:
+        await stop_checked(server)
+
+
+async def race(requests: Iterable[Awaitable[T]]) -> list[T]:
+    """Everything at once, bounded in time."""
+    async with asyncio.timeout(RACE_TIMEOUT_SECONDS):
+        return list(await asyncio.gather(*requests))
 
 
 async def _wait_until_every_worker_answers(server: ServerProcess) -> None:

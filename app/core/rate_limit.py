@@ -12,8 +12,9 @@ Moving-window strategy: "5/minute" means at most 5 hits in any 60 seconds, with 
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from app.core.config import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A rate-limit check must never hold a request up for long: short timeouts, and a single
 # immediate retry (it replaces a pooled connection that a restarted Redis has closed).
@@ -133,43 +135,57 @@ class RateLimiter:
         return self._redis is not None and not self._redis_down
 
     async def hit(self, limit: RateLimitItem, *keys: str) -> RateLimitResult:
-        """Count one hit unless the limit is spent; `allowed` says which."""
-        return await self._run(limit, keys, consume=True)
+        """Count one hit unless the limit is spent; `allowed` says which.
 
-    async def peek(self, limit: RateLimitItem, *keys: str) -> RateLimitResult:
-        """Whether one more hit would be allowed, without counting one."""
-        return await self._run(limit, keys, consume=False)
+        The check and the count are one atomic step (`limits`' moving window: one Lua script
+        in Redis, one per-key lock with no await inside in memory), so of N hits at once
+        exactly `limit.amount` are allowed, however many processes send them.
+        """
+        shared = await self._on_redis(lambda redis: _hit(redis, limit, keys))
+        return shared if shared is not None else await _hit(self._memory, limit, keys)
+
+    async def clear(self, limit: RateLimitItem, *keys: str) -> None:
+        """Forget every hit counted for (limit, keys): the whole budget is available again.
+
+        `limits` cannot take back a single hit of a moving window, only the whole count.
+        Hits this process counted in memory during a Redis outage are forgotten too.
+        """
+        await self._on_redis(lambda redis: redis.clear(limit, *keys))
+        await self._memory.clear(limit, *keys)
 
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
 
-    async def _run(
-        self, limit: RateLimitItem, keys: tuple[str, ...], *, consume: bool
-    ) -> RateLimitResult:
-        strategy = await self._current_strategy()
-        if strategy is not self._memory:
-            try:
-                return await _apply(strategy, limit, keys, consume=consume)
-            except STORAGE_ERRORS as error:
-                self._fall_back(error)
-        return await _apply(self._memory, limit, keys, consume=consume)
+    async def _on_redis(
+        self, action: Callable[[MovingWindowRateLimiter], Awaitable[T]]
+    ) -> T | None:
+        """`action` on Redis while it answers; None without Redis or when it failed (the
+        caller then uses this process's memory)."""
+        redis = await self._redis_if_up()
+        if redis is None:
+            return None
+        try:
+            return await action(redis)
+        except STORAGE_ERRORS as error:
+            self._fall_back(error)
+            return None
 
-    async def _current_strategy(self) -> MovingWindowRateLimiter:
+    async def _redis_if_up(self) -> MovingWindowRateLimiter | None:
         if self._redis is None:
-            return self._memory
+            return None
         if not self._redis_down:
             return self._redis
         now = time.monotonic()
         if now < self._next_probe_at:
-            return self._memory
+            return None
         # Set before awaiting: concurrent requests of this process do not probe as well.
         self._next_probe_at = now + self._probe_interval
         if await self._redis.storage.check():  # PING; False on any error
             self._redis_down = False
             logger.info("Rate limits: Redis answers again; limits are shared again")
             return self._redis
-        return self._memory
+        return None
 
     def _fall_back(self, error: Exception) -> None:
         if self._redis_down:
@@ -184,17 +200,10 @@ class RateLimiter:
         )
 
 
-async def _apply(
-    strategy: MovingWindowRateLimiter,
-    limit: RateLimitItem,
-    keys: tuple[str, ...],
-    *,
-    consume: bool,
+async def _hit(
+    strategy: MovingWindowRateLimiter, limit: RateLimitItem, keys: tuple[str, ...]
 ) -> RateLimitResult:
-    allowed = await strategy.hit(limit, *keys) if consume else True
+    allowed = await strategy.hit(limit, *keys)
     stats = await strategy.get_window_stats(limit, *keys)
-    remaining = max(0, stats.remaining)
-    if not consume:
-        allowed = remaining > 0
     reset_after = max(0.0, stats.reset_time - time.time())
-    return RateLimitResult(allowed, limit.amount, remaining, reset_after)
+    return RateLimitResult(allowed, limit.amount, max(0, stats.remaining), reset_after)

@@ -14,6 +14,32 @@ class UserRepository(Repository[User]):
         statement = select(User).where(func.lower(User.username) == username.lower())
         return await self.session.scalar(statement)
 
+    async def lock(self, *user_ids: int) -> list[User]:
+        """These users as stored now, locked until the transaction ends; missing ids are left out.
+
+        Decisions that read a user row and then write must hold this lock, not trust a copy
+        loaded earlier in the request (populate_existing refreshes that copy). Rows are locked
+        in id order, so two transactions locking the same users cannot deadlock.
+        PostgreSQL: FOR NO KEY UPDATE, which inserts referencing the user (a login's session,
+        a task) do not wait for. SQLite renders no lock clause: a write transaction there
+        holds the database's write lock from its first statement (BEGIN IMMEDIATE), so the
+        row cannot have changed since the request read it.
+        """
+        statement = (
+            select(User)
+            .where(User.id.in_(user_ids))
+            .order_by(User.id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return list(await self.session.scalars(statement))
+
+    async def has_active_admin_other_than(self, user_id: int) -> bool:
+        statement = select(
+            select(User.id).where(User.is_admin, User.is_active, User.id != user_id).exists()
+        )
+        return bool(await self.session.scalar(statement))
+
     async def list_after(self, *, after_id: int | None, limit: int) -> list[User]:
         """Every user by id (the administrators' list), keyset-paginated."""
         statement = select(User).order_by(User.id).limit(limit)

@@ -25,7 +25,13 @@ async def list_users(
     response_model=UserRead,
     responses={
         **BODY_ERRORS,
-        **error_responses(400, 404, s400="Administrators cannot deactivate or demote themselves"),
+        **error_responses(
+            400,
+            404,
+            409,
+            s400="Administrators cannot deactivate or demote themselves",
+            s409="The last active administrator cannot be demoted or deactivated",
+        ),
     },
 )
 async def update_user(

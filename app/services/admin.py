@@ -1,6 +1,11 @@
 from datetime import UTC, datetime
 
-from app.core.exceptions import InvalidRequestError, NotFoundError
+from app.core.exceptions import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from app.core.pagination import CursorCodec, PageResult
 from app.models import User
 from app.repositories.auth_session import AuthSessionRepository
@@ -9,6 +14,8 @@ from app.schemas.common import PageQuery
 from app.schemas.user import AdminUserUpdate
 
 USER_NOT_FOUND = "User not found"
+ADMIN_REQUIRED = "Administrator role required"
+LAST_ADMIN = "The last active administrator cannot be demoted or deactivated"
 CURSOR_SCOPE = "admin-users"
 
 
@@ -38,15 +45,29 @@ class AdminService:
         """Activate/deactivate, promote/demote. Takes effect on the user's next request.
 
         Deactivation also revokes every session, so even a cached identity cannot outlive it.
-        An admin cannot lock themselves out (no self-demotion, no self-deactivation).
+        An admin cannot lock themselves out (no self-demotion, no self-deactivation: 400),
+        and there is always at least one active admin. `admin` was authorised before this
+        transaction locked anything, so the decision is taken on the caller's and the
+        target's rows as locked: of two admins removing each other at once, the second finds
+        the first's change, and is refused (409 when its target is then the last active
+        admin, else 403: it is no longer an active admin itself).
         """
-        user = await self.users.get(user_id)
-        if user is None:
-            raise NotFoundError(USER_NOT_FOUND)
-        if user.id == admin.id and (data.is_active is False or data.is_admin is False):
+        if user_id == admin.id and (data.is_active is False or data.is_admin is False):
             raise InvalidRequestError(
                 "Administrators cannot deactivate themselves or remove their own admin role"
             )
+        locked = {user.id: user for user in await self.users.lock(admin.id, user_id)}
+        user = locked.get(user_id)
+        if user is None:
+            raise NotFoundError(USER_NOT_FOUND)
+        removes_an_admin = (
+            user.is_admin and user.is_active and (data.is_admin is False or data.is_active is False)
+        )
+        if removes_an_admin and not await self.users.has_active_admin_other_than(user.id):
+            raise ConflictError(LAST_ADMIN)
+        caller = locked.get(admin.id)
+        if caller is None or not (caller.is_active and caller.is_admin):
+            raise PermissionDeniedError(ADMIN_REQUIRED)
         if data.is_admin is not None:
             user.is_admin = data.is_admin
         if data.is_active is not None:

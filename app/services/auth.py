@@ -18,6 +18,8 @@ from app.schemas.auth import TokenPair
 
 # One message for an unknown user and a wrong password: no account enumeration.
 BAD_CREDENTIALS = "Incorrect username or password"
+WRONG_CURRENT_PASSWORD = "Current password is incorrect"
+USER_GONE = "Session has been revoked or the user no longer exists"
 
 
 class AuthService:
@@ -83,10 +85,26 @@ class AuthService:
     async def change_password(
         self, user: User, access: TokenClaims, *, current_password: str, new_password: str
     ) -> None:
-        """Set a new password and end every other session (this one keeps working)."""
-        if not await self.hasher.verify(current_password, user.password_hash):
-            raise InvalidRequestError("Current password is incorrect")
-        user.password_hash = await self.hasher.hash(new_password)
+        """Set a new password and end every other session (this one keeps working).
+
+        Of two changes at once, the second must not overwrite the first unseen: the hash is
+        replaced under the row's lock, and only if the current password matches the hash that
+        lock protects. Argon2 is slow, so verifying and hashing run before the row is locked
+        (on PostgreSQL; a write on SQLite holds the database's lock throughout), and the
+        locked hash is verified again only when another change replaced it meanwhile.
+        """
+        seen_hash = user.password_hash
+        if not await self.hasher.verify(current_password, seen_hash):
+            raise InvalidRequestError(WRONG_CURRENT_PASSWORD)
+        new_hash = await self.hasher.hash(new_password)
+        locked = await self.users.lock(user.id)
+        if not locked:
+            raise AuthenticationError(USER_GONE)
+        row = locked[0]  # `user` itself, refreshed, when the request loaded it in this session
+        changed_meanwhile = row.password_hash != seen_hash
+        if changed_meanwhile and not await self.hasher.verify(current_password, row.password_hash):
+            raise InvalidRequestError(WRONG_CURRENT_PASSWORD)
+        row.password_hash = new_hash
         await self.sessions.revoke_all_for_user(
             user.id, at=datetime.now(UTC), except_session_id=access.session_id
         )
@@ -95,7 +113,7 @@ class AuthService:
     async def _active_user_for(self, claims: TokenClaims) -> User:
         user = await self._live_session_user(claims)
         if user is None:
-            raise AuthenticationError("Session has been revoked or the user no longer exists")
+            raise AuthenticationError(USER_GONE)
         if not user.is_active:
             raise AuthenticationError("This account is inactive")
         return user

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient, Response
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security import PasswordHasher
+from app.dependencies import CurrentUser, SessionDep, get_current_admin
 from app.models import AuthSession, User
 from app.repositories.user import UserRepository
 from app.routers.params import MAX_ID
@@ -26,6 +28,7 @@ from tests.factories import (
     RFC3339_UTC,
     assert_business_422,
     assert_validation_error,
+    change_user_behind_its_back,
     create_task,
 )
 
@@ -563,6 +566,61 @@ class TestSelfProtection:
         assert (await list_users(client, admin.headers)).status_code == 200
 
 
+def caller_loses_the_role_once_authorised(app: FastAPI, **meanwhile: bool) -> None:
+    """Every PATCH of this app is authorised as an admin, then finds the caller's row changed
+    as if a concurrent request had committed `meanwhile` just before this one took its locks
+    (the race of two admins removing each other, made deterministic)."""
+
+    async def authorised_then_changed(user: CurrentUser, session: SessionDep) -> User:
+        admin = await get_current_admin(user)
+        await change_user_behind_its_back(session, admin.id, **meanwhile)
+        return admin
+
+    app.dependency_overrides[get_current_admin] = authorised_then_changed
+
+
+class TestLastActiveAdmin:
+    """There is always at least one active admin: removing the last one is a 409."""
+
+    @pytest.mark.parametrize("meanwhile", [{"is_admin": False}, {"is_active": False}])
+    @pytest.mark.parametrize("body", [{"is_admin": False}, {"is_active": False}])
+    async def test_removing_the_last_active_admin_is_409_and_changes_nothing(
+        self,
+        app: FastAPI,
+        client: AsyncClient,
+        admin: Account,
+        session: AsyncSession,
+        meanwhile: dict[str, bool],
+        body: Json,
+    ) -> None:
+        other = await new_account(client)
+        await make_admin(session, other.id)
+        caller_loses_the_role_once_authorised(app, **meanwhile)
+
+        response = await patch_user(client, admin, other.id, body)
+
+        detail = assert_json_detail(response, 409)
+        assert detail == "The last active administrator cannot be demoted or deactivated"
+        app.dependency_overrides.clear()
+        assert await user_flags(session, other.id) == (True, True)
+        # The refused request's transaction is rolled back, the simulated change with it.
+        assert await user_flags(session, admin.id) == (True, True)
+        assert (await list_users(client, other.headers)).status_code == 200
+
+    async def test_a_caller_who_lost_the_role_meanwhile_gets_403_while_another_admin_remains(
+        self, app: FastAPI, client: AsyncClient, admin: Account, session: AsyncSession
+    ) -> None:
+        other, third = await new_account(client), await new_account(client)
+        await make_admin(session, other.id)
+        await make_admin(session, third.id)
+        caller_loses_the_role_once_authorised(app, is_admin=False)
+
+        response = await patch_user(client, admin, other.id, {"is_admin": False})
+
+        assert assert_json_detail(response, 403) == "Administrator role required"
+        assert await user_flags(session, other.id) == (True, True)
+
+
 class TestPatchValidation:
     async def test_unknown_user_is_404(self, client: AsyncClient, admin: Account) -> None:
         for user_id in (NEVER_USED_ID, MAX_ID):
@@ -660,7 +718,8 @@ class TestOpenApi:
         listing = schema["paths"]["/admin/users"]["get"]
         patching = schema["paths"]["/admin/users/{user_id}"]["patch"]
         assert {"200", "401", "403", "422"} <= set(listing["responses"])
-        assert {"200", "400", "401", "403", "404", "422"} <= set(patching["responses"])
+        assert {"200", "400", "401", "403", "404", "409", "422"} <= set(patching["responses"])
+        assert "last active administrator" in patching["responses"]["409"]["description"]
         assert {p["name"] for p in listing["parameters"]} >= {"limit", "cursor"}
         body_ref = patching["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         body_schema = schema["components"]["schemas"][body_ref.rsplit("/", 1)[1]]

@@ -1,12 +1,16 @@
 """Rate limits over HTTP, on apps built with the limits on (the suite runs with them off).
 
-Login per username (failed attempts) and per client address, register and refresh per
-address, every authenticated route per user; 429 `{"detail"}` with Retry-After and the
-X-RateLimit-* headers; the client address is never taken from a header sent by a client.
+Login per username (failed attempts, at most that many passwords verified even when the
+attempts arrive together; a success gives the budget back) and per client address, register
+and refresh per address, every authenticated route per user; 429 `{"detail"}` with
+Retry-After and the X-RateLimit-* headers; the client address is never taken from a header
+sent by a client.
 """
 
+import asyncio
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,9 +56,12 @@ class Harness:
         self.apps: list[FastAPI] = []
         self.clients: list[AsyncClient] = []
 
-    def app(self, **overrides: Any) -> FastAPI:
+    def app(self, *, own_engine: bool = False, **overrides: Any) -> FastAPI:
+        """An app with the limits on. `own_engine`: its own connections to the run's database
+        instead of the test's transaction, which concurrent requests cannot share (nothing the
+        app writes there is rolled back)."""
         settings = self.settings.model_copy(update={"RATE_LIMIT_ENABLED": True, **overrides})
-        app = create_app(settings, session_factory=self.session_factory)
+        app = create_app(settings, session_factory=None if own_engine else self.session_factory)
         app.state.password_hasher.close()
         app.state.password_hasher = self.password_hasher
         self.apps.append(app)
@@ -97,6 +104,24 @@ async def harness(
     await harness.close()
 
 
+class CountingHasher:
+    """The suite's hasher, counting the passwords it verifies."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self.inner = inner
+        self.verified = 0
+
+    async def hash(self, password: str) -> str:
+        return await self.inner.hash(password)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        self.verified += 1
+        return await self.inner.verify(password, password_hash)
+
+    def close(self) -> None:
+        """The suite's hasher is shared: closed at the end of the run, not here."""
+
+
 async def post_login(
     client: AsyncClient, username: str, password: str = PASSWORD, **headers: str
 ) -> Response:
@@ -136,17 +161,48 @@ class TestLoginPerUsername:
         # The budget is spent: the password is not even checked, so it cannot be guessed.
         assert_rate_limited(await post_login(limited, user["username"], PASSWORD), limit=5)
 
-    async def test_successful_logins_do_not_spend_the_budget(
+    async def test_a_successful_login_gives_the_budget_back(
         self, harness: Harness, client: AsyncClient
     ) -> None:
+        """A success resets the username's failure count; successes never spend it."""
         user = await register(client)
         limited = harness.client(harness.app())
         for _ in range(4):
             assert (await post_login(limited, user["username"], WRONG_PASSWORD)).status_code == 401
         for _ in range(6):
             assert (await post_login(limited, user["username"])).status_code == 200
-        assert (await post_login(limited, user["username"], WRONG_PASSWORD)).status_code == 401
-        assert (await post_login(limited, user["username"], WRONG_PASSWORD)).status_code == 429
+        statuses = [
+            (await post_login(limited, user["username"], WRONG_PASSWORD)).status_code
+            for _ in range(6)
+        ]
+        assert statuses == [401] * 5 + [429]
+
+    @pytest.mark.parametrize("storage", ["memory", "redis"])
+    async def test_attempts_at_once_verify_no_more_passwords_than_the_budget(
+        self, harness: Harness, request: pytest.FixtureRequest, storage: str
+    ) -> None:
+        """20 wrong passwords for one username in flight together: 5 are verified (401), the
+        rest refused before verification (429). The budget is taken before the check."""
+        overrides: dict[str, Any] = {"RATE_LIMIT_LOGIN_IP": "100/minute"}
+        if storage == "redis":
+            overrides["REDIS_URL"] = request.getfixturevalue("redis_url")
+        app = harness.app(own_engine=True, **overrides)
+        hasher = CountingHasher(harness.password_hasher)
+        app.state.password_hasher = hasher
+        limited = harness.client(app)
+        name = unique_name()  # unknown: verified against the dummy hash, nothing written
+
+        responses = await asyncio.gather(
+            *(post_login(limited, name, WRONG_PASSWORD) for _ in range(20))
+        )
+
+        assert Counter(r.status_code for r in responses) == {401: 5, 429: 15}
+        assert hasher.verified == 5
+        for response in responses:
+            if response.status_code == 429:
+                assert_rate_limited(response, limit=5)
+        assert_rate_limited(await post_login(limited, name), limit=5)
+        assert hasher.verified == 5
 
     async def test_counts_across_addresses_and_letter_case(
         self, harness: Harness, client: AsyncClient

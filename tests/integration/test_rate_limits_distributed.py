@@ -3,6 +3,8 @@
 - Two instances of two workers each on one database and one Redis: failed logins for one
   username, spread over the four workers, trip at exactly RATE_LIMIT_LOGIN_USERNAME (5), not
   5 per worker.
+- 20 wrong passwords for one username sent at once, to two workers sharing Redis and to one
+  process without Redis: 5 are verified (401), 15 refused before verification (429).
 - A private Redis killed mid-test: every worker keeps answering (limits from its own memory,
   one warning per outage), and once Redis is back the limits are shared again.
 - FORWARDED_ALLOW_IPS reaches gunicorn's workers: X-Forwarded-For from a peer that is not a
@@ -15,6 +17,7 @@ Requests go through connections pinned to known workers (`clients_by_worker`), c
 import asyncio
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -24,10 +27,13 @@ import httpx
 from app.core.rate_limit import PROBE_INTERVAL_SECONDS
 from tests.conftest import PASSWORD
 from tests.redis_server import private_redis
-from tests.server import ServerProcess, clients_by_worker, start_server, stop_checked
+from tests.server import REQUEST_TIMEOUT_SECONDS, ServerProcess, clients_by_worker, race, serving
 
 WRONG_PASSWORD = "not the right password"
 USERNAME_LIMIT = 5  # RATE_LIMIT_LOGIN_USERNAME's default
+PARALLEL_ATTEMPTS = 20
+# The attempts at once test the username budget: the address limit must not refuse them.
+GENEROUS_ADDRESS_LIMIT = {"RATE_LIMIT_LOGIN_IP": "1000/minute"}
 FALLBACK_WARNING = "Rate limits: Redis is unreachable"
 RECOVERY_NOTICE = "Rate limits: Redis answers again"
 
@@ -50,16 +56,13 @@ def forwarded_for() -> dict[str, str]:
 
 @asynccontextmanager
 async def running_server(
-    database_url: str, workdir: Path, env: Mapping[str, str]
+    database_url: str, workdir: Path, env: Mapping[str, str], *, workers: int = 2
 ) -> AsyncIterator[ServerProcess]:
-    """`task-manager serve --workers 2` with `env`; afterwards it must have shut down cleanly
+    """`task-manager serve --workers N` with `env`; afterwards it must have shut down cleanly
     and written no error and no 5xx."""
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    server = await start_server(database_url, workdir, workers=2, env=env)
-    try:
+    async with serving(database_url, workdir, workers=workers, env=env) as server:
         yield server
-    finally:
-        await stop_checked(server)
 
 
 @asynccontextmanager
@@ -113,6 +116,66 @@ async def assert_username_limit_is_shared(pinned: Pinned, username: str) -> None
         assert response.status_code == 429, response.text
         assert set(response.json()) == {"detail"}
         assert 1 <= int(response.headers["retry-after"]) <= 60
+
+
+async def wrong_passwords_at_once(
+    clients: list[httpx.AsyncClient], username: str
+) -> list[httpx.Response]:
+    """PARALLEL_ATTEMPTS wrong-password logins for `username`, all in flight together,
+    spread over `clients` in turn."""
+    headers = forwarded_for()
+    return await race(
+        clients[number % len(clients)].post(
+            "/auth/login",
+            data={"username": username, "password": WRONG_PASSWORD},
+            headers=headers,
+        )
+        for number in range(PARALLEL_ATTEMPTS)
+    )
+
+
+async def assert_budget_held(
+    server: ServerProcess, client: httpx.AsyncClient, username: str, responses: list[httpx.Response]
+) -> None:
+    """At most USERNAME_LIMIT passwords were verified (each a 401); every other attempt was
+    refused before verification (429), and so is the right password afterwards."""
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {401: USERNAME_LIMIT, 429: PARALLEL_ATTEMPTS - USERNAME_LIMIT}, statuses
+    response, _ = await post_login(server, client, username, PASSWORD, forwarded_for())
+    assert response.status_code == 429, response.text
+
+
+async def test_attempts_at_once_verify_at_most_the_budget_on_two_workers_with_redis(
+    scratch_database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    env = {"RATE_LIMIT_ENABLED": "true", "REDIS_URL": redis_url, **GENEROUS_ADDRESS_LIMIT}
+    async with (
+        running_server(scratch_database_url, tmp_path, env) as server,
+        clients_by_worker(server, PARALLEL_ATTEMPTS // 2) as by_worker,
+    ):
+        # Interleaved: consecutive attempts go to different workers.
+        clients = [client for lane in zip(*by_worker.values(), strict=True) for client in lane]
+        username = await register(clients[0], forwarded_for())
+        responses = await wrong_passwords_at_once(clients, username)
+        assert len({server.worker_of(response) for response in responses}) == 2
+        await assert_budget_held(server, clients[0], username, responses)
+
+
+async def test_attempts_at_once_verify_at_most_the_budget_in_one_process_without_redis(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    env = {"RATE_LIMIT_ENABLED": "true", "REDIS_URL": "", **GENEROUS_ADDRESS_LIMIT}
+    async with (
+        running_server(scratch_database_url, tmp_path, env, workers=1) as server,
+        httpx.AsyncClient(
+            base_url=server.base_url,
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            limits=httpx.Limits(max_connections=PARALLEL_ATTEMPTS),
+        ) as client,
+    ):
+        username = await register(client, forwarded_for())
+        responses = await wrong_passwords_at_once([client], username)
+        await assert_budget_held(server, client, username, responses)
 
 
 async def test_login_limit_trips_at_n_across_two_instances_of_two_workers(

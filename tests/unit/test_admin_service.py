@@ -8,15 +8,21 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.exceptions import BusinessValidationError, InvalidRequestError, NotFoundError
+from app.core.exceptions import (
+    BusinessValidationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from app.core.pagination import CursorCodec
 from app.models import AuthSession, User
 from app.repositories.auth_session import AuthSessionRepository
 from app.repositories.user import UserRepository
 from app.schemas.common import PageQuery
 from app.schemas.user import AdminUserUpdate
-from app.services.admin import CURSOR_SCOPE, USER_NOT_FOUND, AdminService
-from tests.factories import CURSOR_KEY, NEVER_USED_ID, create_user
+from app.services.admin import CURSOR_SCOPE, LAST_ADMIN, USER_NOT_FOUND, AdminService
+from tests.factories import CURSOR_KEY, NEVER_USED_ID, change_user_behind_its_back, create_user
 
 
 @pytest.fixture
@@ -29,12 +35,16 @@ def service(session: AsyncSession, codec: CursorCodec) -> AdminService:
     return AdminService(UserRepository(session), AuthSessionRepository(session), codec)
 
 
-@pytest.fixture
-async def admin(session: AsyncSession) -> User:
-    user = await create_user(session, f"admin_{uuid.uuid4().hex[:8]}")
+async def create_admin(session: AsyncSession, username: str | None = None) -> User:
+    user = await create_user(session, username)
     user.is_admin = True
     await session.flush()
     return user
+
+
+@pytest.fixture
+async def admin(session: AsyncSession) -> User:
+    return await create_admin(session, f"admin_{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
@@ -293,6 +303,83 @@ class TestUpdateUser:
         with pytest.raises(InvalidRequestError):
             await service.update_user(snapshot, admin.id, update(is_admin=False))
         assert await flags(session, admin.id) == (True, True)
+
+
+# What a concurrent request may have committed to the caller's row after the caller was
+# authorised as an active admin (the dependency's copy still says so).
+LOST_THE_ROLE_MEANWHILE = [{"is_admin": False}, {"is_active": False}]
+REMOVES_AN_ADMIN = [{"is_admin": False}, {"is_active": False}]
+
+
+class TestAtLeastOneActiveAdmin:
+    """The decision is taken on the rows as locked, not on the caller's copy: two admins
+    removing each other at once cannot leave no active admin."""
+
+    @pytest.mark.parametrize("meanwhile", LOST_THE_ROLE_MEANWHILE)
+    @pytest.mark.parametrize("body", REMOVES_AN_ADMIN)
+    async def test_the_last_active_admin_cannot_be_removed(
+        self,
+        service: AdminService,
+        session: AsyncSession,
+        admin: User,
+        meanwhile: dict[str, bool],
+        body: dict[str, bool],
+    ) -> None:
+        other = await create_admin(session)
+        live = await open_session(session, other)
+        await change_user_behind_its_back(session, admin.id, **meanwhile)
+
+        with pytest.raises(ConflictError) as caught:
+            await service.update_user(admin, other.id, update(**body))
+
+        assert caught.value.detail == LAST_ADMIN
+        assert await flags(session, other.id) == (True, True)
+        assert await revoked_at(session, other) == {live.id: None}
+
+    @pytest.mark.parametrize("meanwhile", LOST_THE_ROLE_MEANWHILE)
+    @pytest.mark.parametrize("body", [*REMOVES_AN_ADMIN, {"is_admin": True}])
+    async def test_a_caller_who_lost_the_role_meanwhile_changes_nothing(
+        self,
+        service: AdminService,
+        session: AsyncSession,
+        admin: User,
+        meanwhile: dict[str, bool],
+        body: dict[str, bool],
+    ) -> None:
+        """Another active admin remains, so nothing is the last: the caller lacks the role."""
+        other, third = await create_admin(session), await create_admin(session)
+        await change_user_behind_its_back(session, admin.id, **meanwhile)
+
+        with pytest.raises(PermissionDeniedError):
+            await service.update_user(admin, other.id, update(**body))
+
+        assert await flags(session, other.id) == (True, True)
+        assert await flags(session, third.id) == (True, True)
+
+    async def test_a_caller_who_lost_the_role_meanwhile_cannot_promote(
+        self, service: AdminService, session: AsyncSession, admin: User, member: User
+    ) -> None:
+        await change_user_behind_its_back(session, admin.id, is_admin=False)
+        with pytest.raises(PermissionDeniedError):
+            await service.update_user(admin, member.id, update(is_admin=True))
+        assert await flags(session, member.id) == (True, False)
+
+    async def test_changes_that_keep_an_admin_need_no_other_admin(
+        self, service: AdminService, session: AsyncSession, admin: User
+    ) -> None:
+        """The only admin may change another admin's row as long as it stays an active admin."""
+        other = await create_admin(session)
+        result = await service.update_user(admin, other.id, update(is_active=True, is_admin=True))
+        assert (result.is_active, result.is_admin) == (True, True)
+
+    async def test_an_inactive_admin_can_be_demoted_by_the_last_active_one(
+        self, service: AdminService, session: AsyncSession, admin: User
+    ) -> None:
+        other = await create_admin(session)
+        other.is_active = False
+        await session.flush()
+        await service.update_user(admin, other.id, update(is_admin=False))
+        assert await flags(session, other.id) == (False, False)
 
 
 class TestAdminUserUpdate:

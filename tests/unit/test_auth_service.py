@@ -15,10 +15,12 @@ from app.models import AuthSession, RefreshToken, User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
 from app.repositories.user import UserRepository
 from app.schemas.auth import TokenPair
-from app.services.auth import BAD_CREDENTIALS, AuthService
+from app.services.auth import BAD_CREDENTIALS, WRONG_CURRENT_PASSWORD, AuthService
+from tests.factories import change_user_behind_its_back
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"
+OTHER_NEW_PASSWORD = "another new passphrase"
 
 
 @pytest.fixture
@@ -258,30 +260,36 @@ class TestChangePassword:
     async def _login(self, auth: AuthService, user: User, password: str = PASSWORD) -> TokenPair:
         return await auth.login(user.username, password)
 
+    async def _change(
+        self,
+        auth: AuthService,
+        user: User,
+        session_of: TokenPair,
+        token_codec: TokenCodec,
+        current_password: str = PASSWORD,
+    ) -> None:
+        """Change to NEW_PASSWORD through the session of `session_of`."""
+        await auth.change_password(
+            user,
+            token_codec.decode(session_of.access_token, TokenType.ACCESS),
+            current_password=current_password,
+            new_password=NEW_PASSWORD,
+        )
+
     async def test_refuses_a_wrong_current_password(
         self, auth: AuthService, user: User, token_codec: TokenCodec
     ) -> None:
         pair = await self._login(auth, user)
         original_hash = user.password_hash
         with pytest.raises(InvalidRequestError):
-            await auth.change_password(
-                user,
-                token_codec.decode(pair.access_token, TokenType.ACCESS),
-                current_password="not my password",
-                new_password=NEW_PASSWORD,
-            )
+            await self._change(auth, user, pair, token_codec, "not my password")
         assert user.password_hash == original_hash
 
     async def test_sets_the_new_password(
         self, auth: AuthService, user: User, token_codec: TokenCodec
     ) -> None:
         pair = await self._login(auth, user)
-        await auth.change_password(
-            user,
-            token_codec.decode(pair.access_token, TokenType.ACCESS),
-            current_password=PASSWORD,
-            new_password=NEW_PASSWORD,
-        )
+        await self._change(auth, user, pair, token_codec)
         assert await self._login(auth, user, NEW_PASSWORD)
         with pytest.raises(AuthenticationError):
             await self._login(auth, user, PASSWORD)
@@ -292,12 +300,7 @@ class TestChangePassword:
         current = await self._login(auth, user)
         other = await self._login(auth, user)
 
-        await auth.change_password(
-            user,
-            token_codec.decode(current.access_token, TokenType.ACCESS),
-            current_password=PASSWORD,
-            new_password=NEW_PASSWORD,
-        )
+        await self._change(auth, user, current, token_codec)
 
         found, _ = await auth.authenticate(current.access_token)
         assert found is user
@@ -306,3 +309,40 @@ class TestChangePassword:
             await auth.authenticate(other.access_token)
         with pytest.raises(AuthenticationError):
             await auth.refresh(other.refresh_token)
+
+    async def test_a_change_committed_meanwhile_is_not_overwritten(
+        self,
+        auth: AuthService,
+        user: User,
+        token_codec: TokenCodec,
+        session: AsyncSession,
+        password_hasher: PasswordHasher,
+    ) -> None:
+        """The other change won while this one was being checked: the current password is
+        checked again against the hash it set, which it does not match."""
+        pair = await self._login(auth, user)
+        winners_hash = await password_hasher.hash(OTHER_NEW_PASSWORD)
+        await change_user_behind_its_back(session, user.id, password_hash=winners_hash)
+
+        with pytest.raises(InvalidRequestError) as caught:
+            await self._change(auth, user, pair, token_codec)
+
+        assert caught.value.detail == WRONG_CURRENT_PASSWORD
+        stored = await session.scalar(select(User.password_hash).where(User.id == user.id))
+        assert stored == winners_hash
+
+    async def test_a_hash_replaced_meanwhile_by_the_same_password_still_accepts_it(
+        self,
+        auth: AuthService,
+        user: User,
+        token_codec: TokenCodec,
+        session: AsyncSession,
+        password_hasher: PasswordHasher,
+    ) -> None:
+        pair = await self._login(auth, user)
+        rehashed = await password_hasher.hash(PASSWORD)  # same password, another salt
+        await change_user_behind_its_back(session, user.id, password_hash=rehashed)
+
+        await self._change(auth, user, pair, token_codec)
+
+        assert await self._login(auth, user, NEW_PASSWORD)

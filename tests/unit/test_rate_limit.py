@@ -43,6 +43,36 @@ async def redis_limiter(redis_url: str) -> AsyncIterator[RateLimiter]:
     await limiter.aclose()
 
 
+async def assert_hits_at_once_stop_at_the_limit(limiter: RateLimiter) -> None:
+    """The check and the count are one step: of 20 hits sent together, exactly 5 pass.
+
+    `limits`' moving window checks and counts under one per-key lock in memory (no await in
+    between) and in one Lua script in Redis; the login budget relies on it.
+    """
+    limit = parse_limit("5/minute")
+    key = unique_key()
+    results = await asyncio.gather(*(limiter.hit(limit, "test", key) for _ in range(20)))
+    assert sum(result.allowed for result in results) == 5
+    assert not (await limiter.hit(limit, "test", key)).allowed
+
+
+async def assert_clear_gives_the_whole_budget_back(limiter: RateLimiter) -> None:
+    limit = parse_limit("2/minute")
+    key, other = unique_key(), unique_key()
+    for counted in (key, key, other, other):
+        assert (await limiter.hit(limit, "test", counted)).allowed
+    assert not (await limiter.hit(limit, "test", key)).allowed
+
+    await limiter.clear(limit, "test", key)
+
+    assert [(await limiter.hit(limit, "test", key)).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    assert not (await limiter.hit(limit, "test", other)).allowed  # other keys keep their count
+
+
 def fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         record
@@ -153,17 +183,11 @@ class TestMemoryStorage:
         assert (await memory_limiter.hit(limit, "test", second)).allowed
         assert (await memory_limiter.hit(limit, "other", first)).allowed
 
-    async def test_peek_does_not_count(self, memory_limiter: RateLimiter) -> None:
-        limit = parse_limit("2/minute")
-        key = unique_key()
-        for _ in range(5):
-            peeked = await memory_limiter.peek(limit, "test", key)
-            assert (peeked.allowed, peeked.remaining) == (True, 2)
-        await memory_limiter.hit(limit, "test", key)
-        await memory_limiter.hit(limit, "test", key)
-        spent = await memory_limiter.peek(limit, "test", key)
-        assert (spent.allowed, spent.remaining) == (False, 0)
-        assert 1 <= spent.retry_after <= 60
+    async def test_hits_at_once_stop_at_the_limit(self, memory_limiter: RateLimiter) -> None:
+        await assert_hits_at_once_stop_at_the_limit(memory_limiter)
+
+    async def test_clear_gives_the_whole_budget_back(self, memory_limiter: RateLimiter) -> None:
+        await assert_clear_gives_the_whole_budget_back(memory_limiter)
 
     async def test_the_window_moves(self, memory_limiter: RateLimiter) -> None:
         limit = parse_limit("2/second")
@@ -202,13 +226,24 @@ class TestRedisStorage:
             await second.aclose()
         assert allowed == [True, True, True, True, False, False]
 
-    async def test_peek_does_not_count(self, redis_limiter: RateLimiter) -> None:
+    async def test_hits_at_once_stop_at_the_limit(self, redis_limiter: RateLimiter) -> None:
+        await assert_hits_at_once_stop_at_the_limit(redis_limiter)
+
+    async def test_clear_gives_the_whole_budget_back(self, redis_limiter: RateLimiter) -> None:
+        await assert_clear_gives_the_whole_budget_back(redis_limiter)
+
+    async def test_clear_is_shared(self, redis_url: str) -> None:
+        """A budget given back by one process is whole again for every other one."""
         limit = parse_limit("1/minute")
         key = unique_key()
-        assert (await redis_limiter.peek(limit, "test", key)).allowed
-        assert (await redis_limiter.peek(limit, "test", key)).allowed
-        assert (await redis_limiter.hit(limit, "test", key)).allowed
-        assert not (await redis_limiter.peek(limit, "test", key)).allowed
+        first, second = RateLimiter(redis_url), RateLimiter(redis_url)
+        try:
+            assert (await first.hit(limit, "test", key)).allowed
+            await second.clear(limit, "test", key)
+            assert (await first.hit(limit, "test", key)).allowed
+        finally:
+            await first.aclose()
+            await second.aclose()
 
 
 class TestFallback:
@@ -221,13 +256,14 @@ class TestFallback:
         key = unique_key()
         try:
             results = [await limiter.hit(limit, "test", key) for _ in range(5)]
-            peeked = await limiter.peek(limit, "test", key)
+            await limiter.clear(limit, "test", key)
+            after_clear = await limiter.hit(limit, "test", key)
         finally:
             await limiter.aclose()
 
         # Counted in memory: the limit still holds, nothing was raised.
         assert [r.allowed for r in results] == [True, True, True, False, False]
-        assert not peeked.allowed
+        assert after_clear.allowed  # cleared in memory too
         assert not limiter.shared
         warnings = fallback_warnings(caplog)
         assert len(warnings) == 1, [r.getMessage() for r in warnings]

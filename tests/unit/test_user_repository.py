@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.exceptions import ConflictError
 from app.models import User
 from app.repositories.user import UserRepository
+from tests.factories import NEVER_USED_ID, change_user_behind_its_back
 
 
 def _user(username: str) -> User:
@@ -57,3 +58,16 @@ class TestGet:
         erin = await users.add(_user("erin"))
         assert await users.get(erin.id) is erin
         assert await users.get(erin.id + 1000) is None
+
+
+class TestLock:
+    async def test_returns_the_rows_by_id_as_stored_now(self, session: AsyncSession) -> None:
+        users = UserRepository(session)
+        first, second = await users.add(_user("frank")), await users.add(_user("grace"))
+        await change_user_behind_its_back(session, second.id, is_admin=True)
+        assert second.is_admin is False  # the copy loaded before
+
+        locked = await users.lock(second.id, first.id, NEVER_USED_ID)
+
+        assert locked == [first, second]  # by id; the unknown id is simply missing
+        assert second.is_admin is True  # refreshed from the row the lock protects
