@@ -39,9 +39,27 @@ from app.core.database import create_engine
 from app.core.migrations import upgrade
 from app.core.security import PasswordHasher, TokenCodec
 from app.main import create_app
+from tests.server import ServerProcess, start_server, stop_checked
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 PASSWORD = "correct horse battery"
+# The production-fidelity pass (scripts/run-tests): `client` talks HTTP to a real server
+# configured as in production (see `live_server`) instead of the app in this process.
+LIVE_SERVER = os.environ.get("TEST_LIVE_SERVER") == "true"
+# What only the in-process app has: its state, and the connection every test rolls back. A
+# test that needs one of these cannot run against a live server; that pass deselects it, and
+# the tests that start servers of their own (on a scratch database) as well.
+IN_PROCESS_ONLY = frozenset(
+    {
+        "app",
+        "session",
+        "connection",
+        "session_factory",
+        "engine",
+        "monkeypatch",
+        "scratch_database_url",
+    }
+)
 
 
 def is_postgres() -> bool:
@@ -54,13 +72,28 @@ def pytest_report_header() -> str:
     return "database: SQLite (set TEST_DATABASE_URL=postgresql://... for PostgreSQL)"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if LIVE_SERVER:
+        select_live_server_tests(config, items)
     if is_postgres():
         return
     skip = pytest.mark.skip(reason="PostgreSQL only: run with TEST_DATABASE_URL=postgresql://...")
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)
+
+
+def select_live_server_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the HTTP tests that need nothing but a client; report the others deselected."""
+    selected, deselected = [], []
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        in_process = "in_process" in item.keywords or names & IN_PROCESS_ONLY
+        runs_live = "client" in names and not in_process
+        (selected if runs_live else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    items[:] = selected
 
 
 class PostgresDatabases:
@@ -200,10 +233,46 @@ async def app(
     await app.state.engine.dispose()
 
 
-@pytest.fixture
-async def client(app: Any) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
-        yield client
+if LIVE_SERVER:
+
+    @pytest.fixture
+    async def client(live_server: ServerProcess) -> AsyncIterator[AsyncClient]:
+        async with AsyncClient(base_url=live_server.base_url, timeout=30) as client:
+            yield client
+
+else:
+
+    @pytest.fixture
+    async def client(app: Any) -> AsyncIterator[AsyncClient]:
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+# Production's settings but for limits sized for a suite that registers and logs in
+# hundreds of users from one address (the per-username failed-login limit stays 5/minute).
+LIVE_SERVER_SETTINGS = {
+    "ENVIRONMENT": "production",
+    "DOCS_ENABLED": "true",
+    "RATE_LIMIT_ENABLED": "true",
+    "RATE_LIMIT_REGISTER_IP": "100000/hour",
+    "RATE_LIMIT_LOGIN_IP": "100000/hour",
+    "RATE_LIMIT_REFRESH_IP": "100000/hour",
+}
+
+
+@pytest.fixture(scope="session")
+async def live_server(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServerProcess]:
+    """`task-manager serve`: gunicorn with 2 workers, Redis, rate limits on, production read
+    sessions, on the run's database; with this process's SECRET_KEY, so tests can forge
+    tokens. It must shut down cleanly, with no error logged (`stop_checked`)."""
+    env = {**LIVE_SERVER_SETTINGS, "REDIS_URL": redis_url, "SECRET_KEY": os.environ["SECRET_KEY"]}
+    workdir = tmp_path_factory.mktemp("live-server")
+    server = await start_server(database_url, workdir, workers=2, env=env)
+    yield server
+    await stop_checked(server)
 
 
 async def register(
@@ -286,3 +355,20 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A loopback TCP port that accepts connections and never answers: a hung server
+    (database, Redis). Unlike a refused port, a client leaves it only by its own timeout."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in connections:
+        writer.close()
+    server.close()
+    await server.wait_closed()

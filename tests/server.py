@@ -42,11 +42,12 @@ _SSL_CONTEXT = ssl.create_default_context()
 T = TypeVar("T")
 
 # Lines that must never appear in a server's output. Case-sensitive: "uvicorn.error" is a
-# logger name; " ERROR " (the app's format) and "[ERROR]" (gunicorn's) are levels; the last
-# alternative is a 5xx in uvicorn's access log.
+# logger name; " ERROR " (the app's text format), '"level": "ERROR"' (its JSON format, as in
+# production) and "[ERROR]" (gunicorn's) are levels; the last alternative is a 5xx in
+# uvicorn's access log.
 SERVER_ERRORS = re.compile(
     r"database is locked|Traceback|Unhandled error| ERROR | CRITICAL |\[ERROR\]|\[CRITICAL\]"
-    r"|HTTP/1\.1\" 5\d\d"
+    r"|\"level\": \"(?:ERROR|CRITICAL)\"|HTTP/1\.1\" 5\d\d"
 )
 
 

@@ -70,6 +70,7 @@ async def app_with_redis_at(
 class TestReadinessOfTheCache:
     """API.md: the body always has a `cache` component; a cache that is down is `degraded`."""
 
+    @pytest.mark.in_process  # the test app's own configuration: no REDIS_URL
     async def test_without_redis_the_cache_is_memory_and_disabled(
         self, client: AsyncClient
     ) -> None:

@@ -58,7 +58,15 @@ class TestRequestId:
         assert response.headers["x-request-id"] == sent
 
     @pytest.mark.parametrize(
-        "sent", ["x" * 129, "has space", "tab\there", "bell\x07", "ümlaut".encode()]
+        "sent",
+        [
+            "x" * 129,
+            "has space",
+            "tab\there",
+            # A real server's HTTP parser refuses a control character before the app sees it.
+            pytest.param("bell\x07", marks=pytest.mark.in_process),
+            "ümlaut".encode(),
+        ],
     )
     async def test_an_insane_client_value_is_replaced(
         self, client: AsyncClient, sent: str | bytes
@@ -68,6 +76,7 @@ class TestRequestId:
         assert returned != (sent.decode() if isinstance(sent, bytes) else sent)
         assert VISIBLE_ASCII_ID.match(returned)
 
+    @pytest.mark.in_process  # reads the log records of this process
     async def test_log_lines_of_a_request_carry_its_id(
         self, client: AsyncClient, caplog: pytest.LogCaptureFixture
     ) -> None:

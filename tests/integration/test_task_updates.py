@@ -248,7 +248,15 @@ class TestUpdateTask:
 
 
 class TestUpdateTaskIfMatch:
-    @pytest.mark.parametrize("if_match", ['"1"', ' "1" ', "*"])
+    @pytest.mark.parametrize(
+        "if_match",
+        [
+            '"1"',
+            # Padding that a real server strips as optional white space, and httpx refuses.
+            pytest.param(' "1" ', marks=pytest.mark.in_process),
+            "*",
+        ],
+    )
     async def test_a_matching_if_match_applies(
         self, client: AsyncClient, auth_headers: dict[str, str], if_match: str
     ) -> None:
