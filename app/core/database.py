@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolResetState
 
 from app.core.config import Settings
 from app.core.exceptions import DomainError
@@ -119,6 +120,17 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_MODE, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        # SQLite keeps its transaction open when COMMIT fails (a deferred foreign key, a full
+        # disk). The session takes any COMMIT as the end of it and tells the pool to skip its
+        # rollback: the connection would sit in the pool holding the write lock (every other
+        # writer waits, then fails), and its next BEGIN would fail.
+        if not (state.transaction_was_reset and state.asyncio_safe):
+            return
+        if dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
     return engine
 

@@ -1,6 +1,5 @@
 """/health (liveness) and /health/detailed (readiness), including a database that is down."""
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -110,9 +109,9 @@ class TestReadinessOfTheCache:
         assert body["broker"]["status"] == "unavailable"
 
     async def test_a_hung_redis_is_cut_off_by_the_probe_timeout(
-        self, app_with_redis_at: Callable[[str], FastAPI], silent_database_port: int
+        self, app_with_redis_at: Callable[[str], FastAPI], silent_port: int
     ) -> None:
-        app = app_with_redis_at(f"redis://127.0.0.1:{silent_database_port}/0")
+        app = app_with_redis_at(f"redis://127.0.0.1:{silent_port}/0")
 
         status, body, elapsed = await detailed_health(app)
 
@@ -135,22 +134,6 @@ async def unreachable_database_app(settings: Settings, tmp_path: Path) -> AsyncI
     await app.state.engine.dispose()
 
 
-@pytest.fixture
-async def silent_database_port() -> AsyncIterator[int]:
-    """A TCP port that accepts connections and never answers: a hung database server."""
-    connections: list[asyncio.StreamWriter] = []
-
-    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for writer in connections:
-        writer.close()
-    server.close()
-    await server.wait_closed()
-
-
 async def detailed_health(app: FastAPI) -> tuple[int, dict[str, Any], float]:
     response, elapsed = await timed_request(app, "GET", "/health/detailed")
     assert "x-request-id" in response.headers
@@ -167,9 +150,9 @@ class TestReadinessWithTheDatabaseDown:
         assert elapsed < MAX_UNHEALTHY_SECONDS
 
     async def test_a_hung_database_is_cut_off_by_the_probe_timeout(
-        self, settings: Settings, silent_database_port: int
+        self, settings: Settings, silent_port: int
     ) -> None:
-        url = f"postgresql://postgres@127.0.0.1:{silent_database_port}/hung"
+        url = f"postgresql://postgres@127.0.0.1:{silent_port}/hung"
         app = create_app(settings.model_copy(update={"DATABASE_URL": url}))
         try:
             status, body, elapsed = await detailed_health(app)
@@ -225,9 +208,9 @@ class TestRequestsWithTheDatabaseDown:
         assert_unavailable(response)
 
     async def test_a_hung_database_is_cut_off_by_the_connect_timeout(
-        self, settings: Settings, silent_database_port: int, auth_headers: dict[str, str]
+        self, settings: Settings, silent_port: int, auth_headers: dict[str, str]
     ) -> None:
-        url = f"postgresql://postgres@127.0.0.1:{silent_database_port}/hung"
+        url = f"postgresql://postgres@127.0.0.1:{silent_port}/hung"
         app = create_app(
             settings.model_copy(update={"DATABASE_URL": url, "DB_CONNECT_TIMEOUT_SECONDS": 1.0})
         )

@@ -14,17 +14,21 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core.config import Settings
 from app.core.metrics import KNOWN_METHODS, LATENCY_BUCKETS, OTHER_METHOD, UNMATCHED_ROUTE
+from app.core.migrations import upgrade
 from app.main import create_app
 from app.middleware import MetricsMiddleware
 from app.models import User
 from app.services.task import TaskService
 from tests import factories
-from tests.conftest import PASSWORD, register
+from tests.conftest import PASSWORD, bearer, login, register
 from tests.server import (
     REQUEST_TIMEOUT_SECONDS,
     ServerProcess,
@@ -265,6 +269,47 @@ class TestRequestLabels:
         assert after.value(f"{name}_sum", **labels) > 0
 
 
+@pytest.fixture
+async def committing_app(settings: Settings, scratch_database_url: str) -> AsyncIterator[FastAPI]:
+    """An app on a migrated database of its own, whose unit of work really COMMITs.
+
+    The `app` fixture's commit only releases a savepoint of the test's transaction, and
+    deferred constraints are checked at the outermost COMMIT, not there.
+    """
+    # Alembic's env.py runs its own event loop: give it a thread.
+    await asyncio.to_thread(upgrade, scratch_database_url, configure_logging=False)
+    app = create_app(settings.model_copy(update={"DATABASE_URL": scratch_database_url}))
+    yield app
+    app.state.password_hasher.close()
+    await app.state.engine.dispose()
+
+
+async def fail_the_commit_of_every_new_task(engine: AsyncEngine) -> None:
+    """A foreign key checked at COMMIT (DEFERRABLE INITIALLY DEFERRED) that every new task
+    breaks: each statement of the request succeeds, and the COMMIT fails.
+
+    PostgreSQL adds it to `task` itself; SQLite cannot add a constraint to a table, so a
+    trigger writes each new task's id into a table that has it.
+    """
+    if engine.dialect.name == "postgresql":
+        statements = [
+            "CREATE TABLE commit_guard (id integer PRIMARY KEY)",
+            "ALTER TABLE task ADD CONSTRAINT fk_task_commit_guard FOREIGN KEY (id) "
+            "REFERENCES commit_guard (id) DEFERRABLE INITIALLY DEFERRED",
+        ]
+    else:
+        statements = [
+            "CREATE TABLE commit_guard (id INTEGER PRIMARY KEY)",
+            "CREATE TABLE guarded_task (task_id INTEGER "
+            "REFERENCES commit_guard (id) DEFERRABLE INITIALLY DEFERRED)",
+            "CREATE TRIGGER guard_new_task AFTER INSERT ON task "
+            "BEGIN INSERT INTO guarded_task (task_id) VALUES (NEW.id); END",
+        ]
+    async with engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(text(statement))
+
+
 class TestBusinessCounters:
     async def test_tasks_created_once_per_201(
         self, client: AsyncClient, auth_headers: dict[str, str]
@@ -282,19 +327,24 @@ class TestBusinessCounters:
         assert after.value("tasks_created_total") - before.value("tasks_created_total") == 2
 
     async def test_a_create_whose_commit_fails_is_not_counted(
-        self, client: AsyncClient, auth_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+        self, committing_app: FastAPI
     ) -> None:
-        before = await scrape(client)
+        async with AsyncClient(
+            transport=ASGITransport(app=committing_app), base_url="http://test"
+        ) as client:
+            account = await register(client)
+            headers = bearer(await login(client, account["username"]))
+            await fail_the_commit_of_every_new_task(committing_app.state.engine)
+            before = await scrape(client)
 
-        async def failing_commit(self: AsyncSession) -> None:
-            raise RuntimeError("the database went away during the commit")
+            response = await client.post("/tasks", json={"title": "lost"}, headers=headers)
 
-        monkeypatch.setattr(AsyncSession, "commit", failing_commit)
-        response = await client.post("/tasks", json={"title": "lost"}, headers=auth_headers)
-        monkeypatch.undo()
-        after = await scrape(client)
+            after = await scrape(client)
+            listed = await client.get("/tasks", headers=headers)
 
-        assert response.status_code == 500
+        assert response.status_code == 500, response.text
+        # Nothing of the failed unit of work is left, and the connection it used serves again.
+        assert (listed.status_code, listed.json()["items"]) == (200, []), listed.text
         assert after.value("tasks_created_total") == before.value("tasks_created_total")
         assert counted(before, after, "POST", "/tasks", 500) == 1
 

@@ -226,6 +226,41 @@ class TestUnitOfWork:
         assert isinstance(results[1], OperationalError)
         assert "database is locked" in str(results[1])
 
+    async def test_a_failed_sqlite_commit_leaves_no_transaction_behind(
+        self, sqlite_file_engine: AsyncEngine
+    ) -> None:
+        # SQLite keeps the transaction open when COMMIT fails; the session takes the COMMIT
+        # as its end. The connection must not go back to the pool still inside it.
+        async with sqlite_file_engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+            await connection.execute(
+                text(
+                    "CREATE TABLE child (parent_id INTEGER "
+                    "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+                )
+            )
+        factory = create_session_factory(sqlite_file_engine)
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            async with unit_of_work(factory) as session:
+                await session.execute(text("INSERT INTO child VALUES (1)"))  # checked at COMMIT
+
+        # The write lock was released: a writer on another connection (another worker) does
+        # not wait for it.
+        url = sqlite_file_engine.url.render_as_string()
+        other = create_engine(
+            load_settings(_env_file=None, DATABASE_URL=url, SQLITE_BUSY_TIMEOUT_MS=0)
+        )
+        try:
+            async with unit_of_work(create_session_factory(other)) as session:
+                await UserRepository(session).add(_user("other_writer"))
+        finally:
+            await other.dispose()
+        # And the pooled connection begins again, with nothing of the failed transaction.
+        async with unit_of_work(factory) as session:
+            await UserRepository(session).add(_user("next_writer"))
+            assert await session.scalar(text("SELECT count(*) FROM child")) == 0
+        assert await _exists(factory, "next_writer")
+
 
 class TestIsDatabaseUnavailable:
     """A broken statement is a bug (500); an unreachable database is a 503 worth retrying."""

@@ -1,5 +1,6 @@
 """The metrics pieces on their own: labels, the middleware pair, the exposition in both modes,
-gunicorn's multiprocess hooks and the delivery counters.
+gunicorn's multiprocess hooks and the delivery counters (sending to a real SMTP server on
+loopback that refuses, then accepts).
 
 The metric objects are process-wide: each test reads a series before and after, and uses
 route labels of its own.
@@ -23,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Message, Receive, Scope, Send
 
 from app.core.config import Settings
-from app.core.email import EmailSendError, OutgoingEmail
 from app.core.metrics import (
     HTTP_REQUESTS,
     OTHER_METHOD,
@@ -43,6 +43,7 @@ from app.schemas.task import TaskCreate
 from app.services.notification import EmailPolicy
 from app.workers.jobs import JobContext, deliver_due_notifications
 from tests import factories
+from tests.smtp import SmtpMode, SmtpServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONFIG = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
@@ -328,21 +329,6 @@ class TestGunicornHooks:
         assert left == ["counter_4242.db", "gauge_livesum_4343.db", "histogram_4242.db"]
 
 
-class FakeSender:
-    """Stands in for EmailSender: accepts or refuses every message."""
-
-    sender_domain = "tasks.example"
-
-    def __init__(self, *, refuse: bool) -> None:
-        self.refuse = refuse
-        self.sent: list[OutgoingEmail] = []
-
-    async def send(self, email: OutgoingEmail) -> None:
-        if self.refuse:
-            raise EmailSendError("550 mailbox unavailable")
-        self.sent.append(email)
-
-
 class TestDeliveryCounters:
     async def seed_delivery(self, session: AsyncSession) -> None:
         user = await factories.create_user(session)
@@ -359,25 +345,32 @@ class TestDeliveryCounters:
         session: AsyncSession,
         session_factory: async_sessionmaker[AsyncSession],
     ) -> None:
-        job_settings = settings.model_copy(
-            update={"SMTP_HOST": "127.0.0.1", "DELIVERY_MAX_ATTEMPTS": 2}
-        )
-        failing = JobContext(job_settings, session_factory, FakeSender(refuse=True))  # type: ignore[arg-type]
-        working = JobContext(job_settings, session_factory, FakeSender(refuse=False))  # type: ignore[arg-type]
         delivered = sample("notifications_delivered_total")
         retried = sample("notification_deliveries_failed_total", final="false")
         given_up = sample("notification_deliveries_failed_total", final="true")
 
-        await self.seed_delivery(session)
-        assert (await deliver_due_notifications(failing))["retry"] == 1
-        await session.execute(
-            update(NotificationDelivery).values(
-                next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)
+        with SmtpServer.running(SmtpMode.REFUSE_RCPT) as smtp_server:
+            job_settings = settings.model_copy(
+                update={
+                    "SMTP_HOST": smtp_server.host,
+                    "SMTP_PORT": smtp_server.port,
+                    "DELIVERY_MAX_ATTEMPTS": 2,
+                }
             )
-        )
-        assert (await deliver_due_notifications(failing))["failed"] == 1
-        await self.seed_delivery(session)
-        assert (await deliver_due_notifications(working))["sent"] == 1
+            context = JobContext.create(job_settings, session_factory)
+            await self.seed_delivery(session)
+            assert (await deliver_due_notifications(context))["retry"] == 1
+            await session.execute(
+                update(NotificationDelivery).values(
+                    next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)
+                )
+            )
+            assert (await deliver_due_notifications(context))["failed"] == 1
+            smtp_server.mode = SmtpMode.ACCEPT
+            await self.seed_delivery(session)
+            assert (await deliver_due_notifications(context))["sent"] == 1
+            assert smtp_server.refused == 2
+            assert len(smtp_server.received) == 1
 
         assert sample("notifications_delivered_total") - delivered == 1
         assert sample("notification_deliveries_failed_total", final="false") - retried == 1
