@@ -69,12 +69,17 @@ def serve(
         os.execv(sys.executable, argv)
     import uvicorn
 
+    from app.http_protocol import HeadLimitedHttpToolsProtocol
+
     uvicorn.run(
         "app.main:app",
         host=host,
         port=port,
         reload=reload,
         log_config=None,  # the app configures logging itself (request ids, JSON)
+        # httptools, refusing request heads over MAX_HEADER_BYTES with 431 (gunicorn's
+        # worker class uses the same protocol).
+        http=HeadLimitedHttpToolsProtocol,
         # X-Forwarded-For/-Proto are believed only from these peers: the client address
         # (rate limits, logs) is the one the trusted proxy saw, never a client's claim.
         proxy_headers=True,

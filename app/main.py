@@ -155,6 +155,7 @@ def create_app(
 
     register_exception_handlers(app)
     app.include_router(health.router)
+    app.include_router(health.internal_router)
     app.include_router(auth.router)
     app.include_router(tasks.router)
     app.include_router(comments.router)

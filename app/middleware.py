@@ -206,6 +206,15 @@ DOCS_CSP = (
 )
 
 
+# On every response, with the page's Content-Security-Policy (also on the 431 that
+# app/http_protocol.py sends before the app runs).
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+
+
 def _is_docs_page(path: str) -> bool:
     """/docs, /redoc (with or without a slash) and Swagger's /docs/oauth2-redirect only."""
     return (path.rstrip("/") or "/") in DOCS_PATHS or path.startswith("/docs/")
@@ -226,9 +235,8 @@ class SecurityHeadersMiddleware(HTTPMiddleware):
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["X-Frame-Options"] = "DENY"
+                for name, value in SECURITY_HEADERS:
+                    headers[name] = value
                 headers.setdefault("Content-Security-Policy", csp)
                 if private:
                     headers["Cache-Control"] = "no-store"

@@ -1,4 +1,5 @@
-"""The gunicorn worker class of deploy/gunicorn.conf.py: uvicorn-worker, no banner, a drain.
+"""The gunicorn worker class of deploy/gunicorn.conf.py: uvicorn-worker, no banner, a drain,
+and the request-head limit of app/http_protocol.py.
 
 `Server: uvicorn` would tell every client what to attack; the app's own settings drive the
 rest (proxy headers are trusted only from FORWARDED_ALLOW_IPS, as uvicorn does by default).
@@ -70,6 +71,11 @@ class UvicornWorker(_UvicornWorker):
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         **_UvicornWorker.CONFIG_KWARGS,
         "server_header": False,
+        # httptools with a bound on the request head (MAX_HEADER_BYTES), as `serve` has it.
+        # Named, not imported: uvicorn imports it in the worker. gunicorn's master imports
+        # this module before on_starting prepares the metrics directory, and the protocol
+        # brings prometheus_client with it, which must not be imported before that.
+        "http": "app.http_protocol:HeadLimitedHttpToolsProtocol",
     }
 
     async def _serve(self) -> None:

@@ -1,9 +1,11 @@
 """Settings, read from the environment and `.env` with the guide's variable names (no prefix)."""
 
+import json
 import os
 import secrets
 from enum import StrEnum
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -25,6 +27,15 @@ KNOWN_EXAMPLE_SECRETS = frozenset(
     }
 )
 MIN_SECRET_KEY_LENGTH = 32
+# Loopback and the private ranges (RFC 1918, IPv6 unique local): INTERNAL_NETWORKS' default.
+DEFAULT_INTERNAL_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
 
 
 class Environment(StrEnum):
@@ -48,6 +59,30 @@ def to_async_database_url(url: str) -> str:
         if url.startswith(plain):
             return async_scheme + url.removeprefix(plain)
     return url
+
+
+def parse_list(value: Any) -> Any:
+    """A list setting: the guide's JSON list (`["https://a"]`) or a plain comma-separated one."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_network(value: Any) -> Any:
+    """`10.0.0.0/8`, `fc00::/7`, or one address (`10.1.2.3` is `10.1.2.3/32`).
+
+    Strict: `10.1.2.3/8` is refused rather than read as 10.0.0.0/8, since the operator
+    may have meant either.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return ip_network(value.strip())
+    except ValueError as error:
+        raise ValueError(f"not an IP network (e.g. 10.0.0.0/8): {error}") from None
 
 
 class Settings(BaseSettings):
@@ -127,9 +162,17 @@ class Settings(BaseSettings):
     # Host names this service answers to (`api.example.com`, `*.example.com`); empty = any.
     TRUSTED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
+    # The request line and headers together; a larger request head is refused with 431
+    # (app/http_protocol.py) before the app sees it.
+    MAX_HEADER_BYTES: int = Field(default=64 * 1024, ge=1024)
     DOCS_ENABLED: bool = True
     # Serve GET /metrics (Prometheus) and record the request metrics.
     METRICS_ENABLED: bool = True
+    # The only clients /metrics and /health/detailed exist for (everyone else gets a 404): the
+    # client address is the one after FORWARDED_ALLOW_IPS. Loopback and private ranges.
+    INTERNAL_NETWORKS: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=lambda: [ip_network(network) for network in DEFAULT_INTERNAL_NETWORKS]
+    )
     # `task-manager worker` serves its pool's counts (e-mail deliveries) for Prometheus at
     # http://WORKER_METRICS_HOST:WORKER_METRICS_PORT/metrics; 0 turns that off.
     WORKER_METRICS_HOST: str = "127.0.0.1"
@@ -198,15 +241,12 @@ class Settings(BaseSettings):
     @field_validator("ALLOWED_ORIGINS", "TRUSTED_HOSTS", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
-        """Accept the guide's JSON list (`["https://a"]`) and a plain comma-separated list."""
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            import json
+        return parse_list(value)
 
-            return json.loads(text)
-        return [origin.strip() for origin in text.split(",") if origin.strip()]
+    @field_validator("INTERNAL_NETWORKS", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        return [parse_network(item) for item in parse_list(value)]
 
     @model_validator(mode="after")
     def _check_production_guards(self) -> Self:

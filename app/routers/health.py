@@ -2,9 +2,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.dependencies import HealthServiceDep
+from app.routers.internal import InternalRoute
+from app.routers.responses import error_responses
 from app.schemas.health import DetailedHealth, Liveness
 
 router = APIRouter(prefix="/health", tags=["operations"])
+# Readiness names the components and their state: it exists only for INTERNAL_NETWORKS.
+internal_router = APIRouter(prefix="/health", tags=["operations"], route_class=InternalRoute)
 
 
 @router.get("", response_model=Liveness)
@@ -13,11 +17,14 @@ async def liveness() -> Liveness:
     return Liveness()
 
 
-@router.get(
+@internal_router.get(
     "/detailed",
     response_model=DetailedHealth,
     response_model_exclude_none=True,
-    responses={503: {"model": DetailedHealth, "description": "The database is unreachable"}},
+    responses={
+        **error_responses(404, s404="The client is outside INTERNAL_NETWORKS"),
+        503: {"model": DetailedHealth, "description": "The database is unreachable"},
+    },
 )
 async def readiness(
     health: HealthServiceDep,

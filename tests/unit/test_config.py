@@ -2,6 +2,7 @@ import os
 import stat
 import subprocess
 import sys
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "DEBUG",
         "LOG_FORMAT",
         "ALLOWED_ORIGINS",
+        "INTERNAL_NETWORKS",
+        "MAX_HEADER_BYTES",
         "SECRET_KEY_FILE",
         "DATABASE_URL",
     ):
@@ -175,6 +178,68 @@ class TestAllowedOrigins:
 
     def test_defaults_to_empty(self) -> None:
         assert load_settings(_env_file=None).ALLOWED_ORIGINS == []
+
+
+class TestInternalNetworks:
+    def test_defaults_to_loopback_and_the_private_ranges(self) -> None:
+        networks = load_settings(_env_file=None).INTERNAL_NETWORKS
+        assert networks == [
+            ip_network(text)
+            for text in (
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            )
+        ]
+
+    @pytest.mark.parametrize(
+        "value",
+        ["10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,", '["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]'],
+    )
+    def test_parses_a_comma_or_json_list(self, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+        monkeypatch.setenv("INTERNAL_NETWORKS", value)
+        networks = load_settings(_env_file=None).INTERNAL_NETWORKS
+        assert networks == [
+            ip_network("10.0.0.0/8"),
+            ip_network("192.0.2.7/32"),  # one address
+            ip_network("2001:db8::/32"),
+        ]
+
+    def test_empty_means_nobody(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("INTERNAL_NETWORKS", "")
+        assert load_settings(_env_file=None).INTERNAL_NETWORKS == []
+
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            ("10.0.0.0/8, intranet", "'intranet' does not appear to be an IPv4 or IPv6 network"),
+            ("10.1.2.3/8", "10.1.2.3/8 has host bits set"),
+            ("10.0.0.0/33", "does not appear to be an IPv4 or IPv6 network"),
+            ('["10.0.0.0/8"', "Expecting"),
+        ],
+    )
+    def test_a_bad_value_is_one_clear_line(
+        self, monkeypatch: pytest.MonkeyPatch, value: str, reason: str
+    ) -> None:
+        monkeypatch.setenv("INTERNAL_NETWORKS", value)
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(_env_file=None)
+        message = str(caught.value)
+        assert message.startswith("INTERNAL_NETWORKS")
+        assert reason in message
+        assert "\n" not in message
+
+
+class TestMaxHeaderBytes:
+    def test_defaults_to_64_kib(self) -> None:
+        assert load_settings(_env_file=None).MAX_HEADER_BYTES == 64 * 1024
+
+    def test_a_limit_no_request_could_meet_is_refused(self) -> None:
+        with pytest.raises(ConfigurationError, match="MAX_HEADER_BYTES"):
+            load_settings(_env_file=None, MAX_HEADER_BYTES=100)
 
 
 class TestLogFormat:

@@ -7,14 +7,13 @@ and every file, command and option they name is checked against the repository a
 
 import fnmatch
 import http.server
-import os
 import re
 import runpy
 import shlex
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,15 @@ import yaml
 
 from app.cli import cli
 from app.core.config import Settings
+from tests.nginx import check_config, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SERVICES = {"api", "worker", "beat", "postgres", "redis", "nginx"}
-INTERNAL_NETWORKS = ["127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+# The one location of deploy/nginx-proxy.conf for /metrics and /health/detailed, and whom it
+# allows (of loopback only 127.0.0.1: docs/deployment.md uses 127.0.0.2 as an outside client).
+OPERATIONAL_LOCATION = "~* ^/(metrics|health/detailed)(/|$)"
+NGINX_ALLOWED = ("127.0.0.1", "::1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 # First arguments deploy/docker-entrypoint.sh turns into `task-manager <role>`.
 ENTRYPOINT_ROLES = {"serve", "worker", "beat", "migrate", "create-admin"}
 CONTAINER_APP = "/app/"  # the Dockerfile's WORKDIR: /app/x in the image is ./x here
@@ -97,6 +100,13 @@ def proxy_text() -> str:
 def location_block(text: str, location: str) -> str:
     match = re.search(rf"location {re.escape(location)} \{{(.*?)\}}", text, re.DOTALL)
     assert match, f"no `location {location}` block"
+    return match.group(1)
+
+
+def named_location(text: str, name: str) -> str:
+    """A named location's body (its JSON answer has braces of its own)."""
+    match = re.search(rf"^location {name} \{{\n(.*?)\n\}}", text, re.DOTALL | re.MULTILINE)
+    assert match, f"no `location {name}` block"
     return match.group(1)
 
 
@@ -230,13 +240,70 @@ class TestDockerfile:
 
 
 class TestNginx:
-    @pytest.mark.parametrize("location", ["= /metrics", "= /health/detailed"])
-    def test_operational_endpoints_are_internal_only(self, location: str) -> None:
-        block = location_block(proxy_text(), location)
+    def test_operational_endpoints_are_internal_only(self) -> None:
+        """One location for every spelling. It allows loopback and the private ranges, none of
+        them outside the app's INTERNAL_NETWORKS (the app would refuse them), then no one."""
+        block = location_block(proxy_text(), OPERATIONAL_LOCATION)
         allowed = re.findall(r"allow ([^;]+);", block)
-        assert set(INTERNAL_NETWORKS) <= set(allowed)
-        assert "0.0.0.0/0" not in allowed
+        assert set(allowed) == set(NGINX_ALLOWED)
+        for network in map(ip_network, allowed):
+            assert any(
+                network.version == internal.version and network.subnet_of(internal)  # type: ignore[arg-type]
+                for internal in Settings().INTERNAL_NETWORKS
+            ), network
         assert block.index("deny all;") > max(block.index(f"allow {a};") for a in allowed)
+        exact = re.search(r"^location = /(metrics|health)", proxy_text(), re.MULTILINE)
+        assert exact is None or exact.group(0) == "location = /health", "exact matches leak"
+
+    @pytest.mark.parametrize(
+        ("uri", "matched"),
+        [
+            ("/metrics", True),
+            ("/metrics/", True),
+            ("/metrics/x", True),
+            ("/METRICS", True),
+            ("/health/detailed", True),
+            ("/health/detailed/", True),
+            ("/metricsx", False),
+            ("/health", False),
+            ("/health/detailedx", False),
+            ("/tasks/metrics", False),
+        ],
+    )
+    def test_the_operational_location_matches_every_spelling(
+        self, uri: str, *, matched: bool
+    ) -> None:
+        """On nginx's normalised $uri (decoded, slashes merged: tests/integration/
+        test_nginx_proxy.py sends the raw spellings through a real nginx)."""
+        pattern = OPERATIONAL_LOCATION.removeprefix("~* ")
+        assert bool(re.match(pattern, uri, re.IGNORECASE)) is matched
+
+    def test_nginx_answers_what_it_refuses_in_json(self) -> None:
+        text = proxy_text()
+        pages = re.findall(r"error_page ([\d ]+?) (=\d+ )?(@\w+);", text)
+        assert {code for codes, _, _ in pages for code in codes.split()} >= {
+            "403",
+            "413",
+            "494",
+            "502",
+            "503",
+            "504",
+        }
+        for codes, overwrite, target in pages:
+            block = named_location(text, target)
+            assert "default_type application/json;" in block
+            returned = re.search(r"return (\d+) '(\{\"detail\":\"[^\"]+\"\})';", block)
+            assert returned, target
+            # `=431` sets the status; without it nginx keeps the status it handles.
+            expected = [overwrite.strip(" =")] if overwrite else codes.split()
+            assert returned.group(1) in expected, (codes, target)
+        # An outsider's 404 is the app's own for an absent path.
+        assert 'return 404 \'{"detail":"Not Found"}\';' in named_location(text, "@not_found")
+
+    def test_header_buffers_hold_max_header_bytes(self) -> None:
+        buffers = re.search(r"large_client_header_buffers (\d+) (\d+)k;", proxy_text())
+        assert buffers
+        assert int(buffers.group(1)) * int(buffers.group(2)) * 1024 == Settings().MAX_HEADER_BYTES
 
     def test_hsts_on_the_tls_server(self) -> None:
         text = nginx_text()
@@ -277,37 +344,8 @@ class TestNginx:
 
     @pytest.mark.parametrize("name", ["nginx.conf", "nginx.stack.conf.template"])
     def test_nginx_accepts_the_config(self, name: str, tmp_path: Path) -> None:
-        if shutil.which("nginx") is None:
-            # .ci/run installs nginx; only a laptop without it may skip, and says so.
-            if os.environ.get("CI") == "true":
-                pytest.fail("nginx is not installed (CI installs it in .ci/run)")
-            pytest.skip("nginx is not installed: apt-get install nginx-light to check configs")
-        text = (DEPLOY / name).read_text()
-        renames = {
-            "/etc/nginx/task-manager/proxy.conf": str(DEPLOY / "nginx-proxy.conf"),
-            "@PROJECT_DIR@": str(ROOT),
-            "@STATE_DIR@": str(tmp_path),
-            "@LISTEN@": "127.0.0.1:65080",
-            "@USER_DIRECTIVE@": "",
-            "@UPSTREAM_SERVERS@": "server 127.0.0.1:65081;",
-            # Docker's names and nginx >= 1.27.3's `resolve` are compose-only.
-            "server api:8000 resolve": "server 127.0.0.1:65081",
-            "pid /tmp/nginx.pid;": f"pid {tmp_path}/nginx.pid;",
-        }
-        for old, new in renames.items():
-            text = text.replace(old, new)
-        if not Path("/etc/nginx/mime.types").exists():
-            text = text.replace("include /etc/nginx/mime.types;", "")
-        for folder in ("logs", "nginx/temp"):
-            (tmp_path / folder).mkdir(parents=True)
-        config = tmp_path / "nginx.conf"
-        config.write_text(text)
-        result = subprocess.run(
-            ["nginx", "-t", "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "e.log")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        config = render_config(name, tmp_path, listen="127.0.0.1:65080", upstream="127.0.0.1:65081")
+        result = check_config(config, tmp_path)
         assert result.returncode == 0, result.stderr
 
 
