@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from app.workers.jobs import JobContext, deliver_due_notifications, run_periodic_jobs
@@ -76,19 +78,50 @@ class InProcessJobs:
 
 
 class CeleryJobs:
-    """With a broker: the API only enqueues; `task-manager worker` and `beat` do the rest."""
+    """With a broker: the API only enqueues; `task-manager worker` and `beat` do the rest.
+
+    Publishing talks to Redis, so it runs in a thread of its own, one message at a time: a
+    hung broker holds that thread for its socket timeouts, never the event loop's shared
+    pool, which name lookups for new database and Redis connections need. Commits made
+    while a publish is in flight are covered by one more publish after it (a delivery job
+    sends every due delivery), so a burst of commits costs two messages, not one each. If
+    the broker is down the deliveries stay pending and beat's next sweep sends them.
+    """
+
+    def __init__(self, enqueue: Callable[[], None] | None = None) -> None:
+        self._enqueue = enqueue or _enqueue_delivery
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enqueue")
+        self._publishing: asyncio.Task[None] | None = None
+        self._again = False
 
     def outbox_written(self) -> None:
-        # Publishing talks to Redis: done in a thread, fire-and-forget. If the broker is
-        # down the delivery stays pending and beat's next sweep sends it.
+        if self._publishing is not None and not self._publishing.done():
+            self._again = True
+            return
+        # A fresh context: the job's log lines must not carry the request's id.
+        self._publishing = asyncio.get_running_loop().create_task(
+            self._publish(), context=contextvars.Context()
+        )
+
+    async def _publish(self) -> None:
         loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, _enqueue_delivery)
+        self._again = True
+        while self._again:
+            self._again = False
+            try:
+                await loop.run_in_executor(self._thread, self._enqueue)
+            except Exception:  # a job failure must never surface in the API
+                logger.exception("Could not enqueue delivery; beat's sweep sends it")
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        return None
+        if self._publishing is not None:
+            self._publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publishing
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 def _enqueue_delivery() -> None:
