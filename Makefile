@@ -12,7 +12,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
-        lock audit ci clean stack stack-down bench bench-quick reliability
+        lock audit ci clean stack stack-down bench bench-quick reliability mutation mutation-report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,18 @@ bench-quick: $(RUNTIME_STAMP) ## A short benchmark: PostgreSQL list/get/me (~2 m
 # Knobs: SOAK_SECONDS (600), DRILL_USERS (12), DRILL_THINK_SECONDS (0.1), DRILLS (1,...,7).
 reliability: $(DEV_STAMP) ## Fault drills under load on a private stack (~16 min, as root)
 	SOAK_SECONDS=$(or $(SOAK_SECONDS),600) $(BIN)/python reliability/run.py
+
+# mutmut over security, rate limits and the auth/admin/task services (docs/testing.md).
+# Resumable: results stay in mutants/, and `make mutation` again tests only what is left.
+# Knobs: MUTATION_SECONDS (1800, then it stops), MUTATION_CHILDREN (2), MUTATE (one module),
+# RETEST=1 (test the survivors again, after adding tests).
+mutation: $(DEV_STAMP) ## Mutation testing, bounded and resumable; prints the score per module
+	$(BIN)/python scripts/mutation run --seconds $(or $(MUTATION_SECONDS),1800) \
+	  --children $(or $(MUTATION_CHILDREN),2) $(if $(MUTATE),--module $(MUTATE)) \
+	  $(if $(RETEST),--retest-survivors)
+
+mutation-report: ## The per-module mutation score from the results kept in mutants/
+	@$(BIN)/python scripts/mutation report
 
 ci: ## What CI runs: lint, both databases, coverage floor, migrations round trip
 	bash .ci/run

@@ -31,6 +31,7 @@ os.environ.pop("DATABASE_URL", None)
 
 import pytest
 from httpx import ASGITransport, AsyncClient
+from pwdlib import PasswordHash
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -213,6 +214,20 @@ def password_hasher(settings: Settings) -> Iterator[PasswordHasher]:
     hasher = PasswordHasher.from_settings(settings)
     yield hasher
     hasher.close()
+
+
+@pytest.fixture
+def verified_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every hash pwdlib checks a password against during the test, in order."""
+    verified: list[str] = []
+    real_verify = PasswordHash.verify
+
+    def verify(self: PasswordHash, password: str | bytes, hash: str | bytes) -> bool:
+        verified.append(str(hash))
+        return real_verify(self, password, hash)
+
+    monkeypatch.setattr(PasswordHash, "verify", verify)
+    return verified
 
 
 @pytest.fixture(scope="session")

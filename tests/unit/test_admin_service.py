@@ -21,7 +21,13 @@ from app.repositories.auth_session import AuthSessionRepository
 from app.repositories.user import UserRepository
 from app.schemas.common import PageQuery
 from app.schemas.user import AdminUserUpdate
-from app.services.admin import CURSOR_SCOPE, LAST_ADMIN, USER_NOT_FOUND, AdminService
+from app.services.admin import (
+    ADMIN_REQUIRED,
+    CURSOR_SCOPE,
+    LAST_ADMIN,
+    USER_NOT_FOUND,
+    AdminService,
+)
 from tests.factories import CURSOR_KEY, NEVER_USED_ID, change_user_behind_its_back, create_user
 
 
@@ -274,8 +280,11 @@ class TestUpdateUser:
         body: dict[str, bool],
     ) -> None:
         live = await open_session(session, admin)
-        with pytest.raises(InvalidRequestError):
+        with pytest.raises(InvalidRequestError) as caught:
             await service.update_user(admin, admin.id, update(**body))
+        assert caught.value.detail == (
+            "Administrators cannot deactivate themselves or remove their own admin role"
+        )
         assert await flags(session, admin.id) == (True, True)
         assert (admin.is_active, admin.is_admin) == (True, True)
         assert await revoked_at(session, admin) == {live.id: None}
@@ -350,8 +359,9 @@ class TestAtLeastOneActiveAdmin:
         other, third = await create_admin(session), await create_admin(session)
         await change_user_behind_its_back(session, admin.id, **meanwhile)
 
-        with pytest.raises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError) as caught:
             await service.update_user(admin, other.id, update(**body))
+        assert caught.value.detail == ADMIN_REQUIRED
 
         assert await flags(session, other.id) == (True, True)
         assert await flags(session, third.id) == (True, True)

@@ -1,9 +1,10 @@
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.core.exceptions import (
     AuthenticationError,
     InvalidRequestError,
@@ -13,9 +14,10 @@ from app.core.exceptions import (
 from app.core.security import PasswordHasher, TokenCodec, TokenType
 from app.models import AuthSession, RefreshToken, User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
+from app.repositories.identity_cache import IdentityCache, MemoryBackend
 from app.repositories.user import UserRepository
 from app.schemas.auth import TokenPair
-from app.services.auth import BAD_CREDENTIALS, WRONG_CURRENT_PASSWORD, AuthService
+from app.services.auth import BAD_CREDENTIALS, USER_GONE, WRONG_CURRENT_PASSWORD, AuthService
 from tests.factories import change_user_behind_its_back
 
 PASSWORD = "correct horse battery"
@@ -34,6 +36,13 @@ def auth(
         hasher=password_hasher,
         tokens=token_codec,
     )
+
+
+@pytest.fixture
+def cached_auth(auth: AuthService) -> AuthService:
+    """The same service with an identity cache, as read-only requests get it."""
+    auth.identity_cache = IdentityCache(MemoryBackend(), ttl_seconds=30)
+    return auth
 
 
 async def _make_user(session: AsyncSession, hasher: PasswordHasher, **fields: object) -> User:
@@ -102,12 +111,33 @@ class TestLogin:
         assert caught.value.detail == BAD_CREDENTIALS
         assert type(caught.value) is AuthenticationError
 
+    async def test_an_unknown_user_costs_a_full_password_verification(
+        self, auth: AuthService, user: User, settings: Settings, verified_hashes: list[str]
+    ) -> None:
+        """An unknown username is checked like a wrong password: one Argon2 verification
+        against a hash with the real parameters, so response times reveal no accounts."""
+        with pytest.raises(AuthenticationError):
+            await auth.login(user.username, PASSWORD + "x")
+        with pytest.raises(AuthenticationError):
+            await auth.login("nobody_here", PASSWORD)
+
+        assert len(verified_hashes) == 2
+        known, unknown = verified_hashes
+        parameters = (
+            f"$argon2id$v=19$m={settings.PASSWORD_HASH_MEMORY_KIB},"
+            f"t={settings.PASSWORD_HASH_TIME_COST},p={settings.PASSWORD_HASH_PARALLELISM}$"
+        )
+        assert known == user.password_hash
+        assert unknown.startswith(parameters)
+        assert unknown != known
+
     async def test_refuses_an_inactive_user(
         self, auth: AuthService, session: AsyncSession, password_hasher: PasswordHasher
     ) -> None:
         inactive = await _make_user(session, password_hasher, is_active=False)
-        with pytest.raises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError) as caught:
             await auth.login(inactive.username, PASSWORD)
+        assert caught.value.detail == "This account is inactive"
 
     async def test_inactive_user_with_wrong_password_gets_bad_credentials(
         self, auth: AuthService, session: AsyncSession, password_hasher: PasswordHasher
@@ -138,8 +168,9 @@ class TestAuthenticate:
         pair = await auth.login(user.username, PASSWORD)
         claims = token_codec.decode(pair.access_token, TokenType.ACCESS)
         await auth.sessions.revoke(claims.session_id, at=claims.expires_at)
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError) as caught:
             await auth.authenticate(pair.access_token)
+        assert caught.value.detail == USER_GONE
 
     async def test_refuses_a_deactivated_user(
         self, auth: AuthService, user: User, session: AsyncSession
@@ -147,8 +178,34 @@ class TestAuthenticate:
         pair = await auth.login(user.username, PASSWORD)
         user.is_active = False
         await session.flush()
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError) as caught:
             await auth.authenticate(pair.access_token)
+        assert caught.value.detail == "This account is inactive"
+
+    async def test_a_cached_identity_is_only_its_own_sessions(
+        self, cached_auth: AuthService, user: User, token_codec: TokenCodec
+    ) -> None:
+        kept = await cached_auth.login(user.username, PASSWORD)
+        revoked = await cached_auth.login(user.username, PASSWORD)
+        await cached_auth.authenticate(kept.access_token)  # now in the cache
+        claims = token_codec.decode(revoked.access_token, TokenType.ACCESS)
+        await cached_auth.sessions.revoke(claims.session_id, at=claims.expires_at)
+
+        with pytest.raises(AuthenticationError):
+            await cached_auth.authenticate(revoked.access_token)
+
+    async def test_a_cached_identity_follows_its_users_changes(
+        self, cached_auth: AuthService, user: User, session: AsyncSession
+    ) -> None:
+        pair = await cached_auth.login(user.username, PASSWORD)
+        await cached_auth.authenticate(pair.access_token)  # now in the cache
+        user.is_active = False
+        await session.flush()
+        assert cached_auth.identity_cache is not None
+        await cached_auth.identity_cache.invalidate_users([user.id])
+
+        with pytest.raises(AuthenticationError):
+            await cached_auth.authenticate(pair.access_token)
 
 
 class TestRefresh:
@@ -174,8 +231,10 @@ class TestRefresh:
         first = await auth.login(user.username, PASSWORD)
         second = await auth.refresh(first.refresh_token)
 
-        with pytest.raises(TokenReuseError):
+        with pytest.raises(TokenReuseError) as caught:
             await auth.refresh(first.refresh_token)
+
+        assert caught.value.detail == "Refresh token has already been used; session revoked"
 
         session_id = token_codec.decode(first.refresh_token, TokenType.REFRESH).session_id
         assert await _is_revoked(session, session_id)
@@ -223,6 +282,20 @@ class TestLogout:
         with pytest.raises(AuthenticationError):
             await auth.refresh(pair.refresh_token)
 
+    async def test_revokes_the_refresh_tokens_session_too(
+        self, auth: AuthService, user: User, token_codec: TokenCodec, session: AsyncSession
+    ) -> None:
+        """The user's own refresh token of another session: both sessions end."""
+        first = await auth.login(user.username, PASSWORD)
+        second = await auth.login(user.username, PASSWORD)
+        access = token_codec.decode(first.access_token, TokenType.ACCESS)
+
+        await auth.logout(access, second.refresh_token)
+
+        refresh = token_codec.decode(second.refresh_token, TokenType.REFRESH)
+        assert await _is_revoked(session, access.session_id)
+        assert await _is_revoked(session, refresh.session_id)
+
     async def test_leaves_other_sessions_alone(
         self, auth: AuthService, user: User, token_codec: TokenCodec
     ) -> None:
@@ -246,11 +319,13 @@ class TestLogout:
         victims_pair = await auth.login(victim.username, PASSWORD)
         pair = await auth.login(user.username, PASSWORD)
 
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError) as caught:
             await auth.logout(
                 token_codec.decode(pair.access_token, TokenType.ACCESS),
                 victims_pair.refresh_token,
             )
+
+        assert caught.value.detail == "Refresh token does not belong to this user"
 
         found, _ = await auth.authenticate(victims_pair.access_token)
         assert found is victim
@@ -281,9 +356,21 @@ class TestChangePassword:
     ) -> None:
         pair = await self._login(auth, user)
         original_hash = user.password_hash
-        with pytest.raises(InvalidRequestError):
+        with pytest.raises(InvalidRequestError) as caught:
             await self._change(auth, user, pair, token_codec, "not my password")
+        assert caught.value.detail == WRONG_CURRENT_PASSWORD
         assert user.password_hash == original_hash
+
+    async def test_refuses_when_the_user_was_deleted_meanwhile(
+        self, auth: AuthService, user: User, token_codec: TokenCodec, session: AsyncSession
+    ) -> None:
+        pair = await self._login(auth, user)
+        await session.execute(delete(User).where(User.id == user.id))
+
+        with pytest.raises(AuthenticationError) as caught:
+            await self._change(auth, user, pair, token_codec)
+
+        assert caught.value.detail == USER_GONE
 
     async def test_sets_the_new_password(
         self, auth: AuthService, user: User, token_codec: TokenCodec

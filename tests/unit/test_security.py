@@ -1,3 +1,5 @@
+import asyncio
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -92,6 +94,60 @@ class TestPasswordHasherVerify:
         assert await password_hasher.verify("dummy password that never matches", None) is False
 
 
+class TestPasswordHasherPool:
+    """Argon2 runs in the hasher's own pool of PASSWORD_HASH_WORKERS threads, no more."""
+
+    @staticmethod
+    async def _new_argon2_threads(run: Any) -> set[str]:
+        before = set(threading.enumerate())
+        await run()
+        return {t.name for t in set(threading.enumerate()) - before if t.name.startswith("argon2")}
+
+    async def test_hashes_in_at_most_workers_threads(self, settings: Settings) -> None:
+        hasher = PasswordHasher.from_settings(
+            settings.model_copy(update={"PASSWORD_HASH_WORKERS": 2})
+        )
+        try:
+            threads = await self._new_argon2_threads(
+                lambda: asyncio.gather(*(hasher.hash(PASSWORD) for _ in range(6)))
+            )
+        finally:
+            hasher.close()
+        assert len(threads) == 2
+
+    async def test_verifies_in_at_most_workers_threads(
+        self, settings: Settings, password_hasher: PasswordHasher
+    ) -> None:
+        password_hash = await password_hasher.hash(PASSWORD)
+        hasher = PasswordHasher.from_settings(
+            settings.model_copy(update={"PASSWORD_HASH_WORKERS": 2})
+        )
+        try:
+            threads = await self._new_argon2_threads(
+                lambda: asyncio.gather(*(hasher.verify(PASSWORD, password_hash) for _ in range(6)))
+            )
+        finally:
+            hasher.close()
+        assert len(threads) == 2
+
+
+class TestPasswordHasherDummyHash:
+    async def test_a_new_hasher_verifies_a_missing_hash_against_a_real_one(
+        self, settings: Settings, verified_hashes: list[str]
+    ) -> None:
+        """No hash (an unknown user) still costs one Argon2 verification with the real
+        parameters, from the first login of the process on."""
+        hasher = PasswordHasher.from_settings(settings)
+        try:
+            assert await hasher.verify(PASSWORD, None) is False
+        finally:
+            hasher.close()
+        assert len(verified_hashes) == 1
+        assert verified_hashes[0].startswith(
+            f"$argon2id$v=19$m={settings.PASSWORD_HASH_MEMORY_KIB},"
+        )
+
+
 class TestTokenCodecIssue:
     @pytest.mark.parametrize("token_type", list(TokenType))
     def test_roundtrip(self, token_codec: TokenCodec, token_type: TokenType) -> None:
@@ -102,6 +158,8 @@ class TestTokenCodecIssue:
         assert claims.token_type is token_type
         assert claims.token_id == issued.claims.token_id
         assert claims.expires_at == issued.claims.expires_at.replace(microsecond=0)
+        assert (issued.claims.user_id, issued.claims.session_id) == (42, SESSION_ID)
+        assert issued.claims.token_type is token_type
 
     def test_each_token_has_its_own_id(self, token_codec: TokenCodec) -> None:
         first = token_codec.issue(TokenType.ACCESS, user_id=1, session_id=SESSION_ID)
@@ -133,18 +191,18 @@ class TestTokenCodecDecode:
 
     def test_rejects_wrong_type(self, token_codec: TokenCodec) -> None:
         refresh = token_codec.issue(TokenType.REFRESH, user_id=1, session_id=SESSION_ID)
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError, match=r"^Invalid token type$"):
             token_codec.decode(refresh.token, TokenType.ACCESS)
 
     def test_rejects_expired(self, token_codec: TokenCodec, settings: Settings) -> None:
         past = datetime.now(UTC) - timedelta(minutes=10)
         token = self._sign(settings, _payload(iat=past, exp=past + timedelta(minutes=5)))
-        with pytest.raises(AuthenticationError, match="expired"):
+        with pytest.raises(AuthenticationError, match=r"^Token has expired$"):
             token_codec.decode(token, TokenType.ACCESS)
 
     def test_rejects_wrong_key(self, token_codec: TokenCodec) -> None:
         token = jwt.encode(_payload(), "another-key-" + "z" * 40, algorithm="HS256")
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError, match=r"^Invalid token$"):
             token_codec.decode(token, TokenType.ACCESS)
 
     def test_rejects_alg_none(self, token_codec: TokenCodec) -> None:
@@ -176,7 +234,15 @@ class TestTokenCodecDecode:
         self, token_codec: TokenCodec, settings: Settings, subject: str
     ) -> None:
         token = self._sign(settings, _payload(sub=subject))
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError, match=r"^Invalid token$"):
+            token_codec.decode(token, TokenType.ACCESS)
+
+    @pytest.mark.parametrize("token_type", ["bogus", 1])
+    def test_rejects_an_unknown_type(
+        self, token_codec: TokenCodec, settings: Settings, token_type: object
+    ) -> None:
+        token = self._sign(settings, _payload(type=token_type))
+        with pytest.raises(AuthenticationError, match=r"^Invalid token type$"):
             token_codec.decode(token, TokenType.ACCESS)
 
     @pytest.mark.parametrize("garbage", ["not-a-token", "a.b.c", "", "eyJ.eyJ.sig"])
@@ -190,7 +256,7 @@ class TestPasswordHasherVerifyDamagedHash:
         self, password_hasher: PasswordHasher, caplog: pytest.LogCaptureFixture
     ) -> None:
         assert await password_hasher.verify("whatever", "not-a-hash-anyone-knows") is False
-        assert "unknown format" in caplog.text
+        assert caplog.messages == ["Stored password hash has an unknown format"]
 
 
 class TestTokenCodecDecodeAgain:
@@ -211,17 +277,17 @@ class TestTokenCodecDecodeAgain:
         issued = codec.issue(TokenType.ACCESS, user_id=3, session_id=SESSION_ID)
         assert codec.decode(issued.token, TokenType.ACCESS).user_id == 3
         time.sleep(1.1)
-        with pytest.raises(AuthenticationError, match="expired"):
+        with pytest.raises(AuthenticationError, match=r"^Token has expired$"):
             codec.decode(issued.token, TokenType.ACCESS)
 
     def test_a_remembered_token_keeps_its_type(self, token_codec: TokenCodec) -> None:
         refresh = token_codec.issue(TokenType.REFRESH, user_id=3, session_id=SESSION_ID)
         assert token_codec.decode(refresh.token, TokenType.REFRESH).user_id == 3
-        with pytest.raises(AuthenticationError, match="type"):
+        with pytest.raises(AuthenticationError, match=r"^Invalid token type$"):
             token_codec.decode(refresh.token, TokenType.ACCESS)
 
     def test_a_rejected_token_stays_rejected(self, token_codec: TokenCodec) -> None:
         forged = jwt.encode(_payload(), "another-key-" + "z" * 40, algorithm="HS256")
         for _ in range(2):
-            with pytest.raises(AuthenticationError, match="Invalid token"):
+            with pytest.raises(AuthenticationError, match=r"^Invalid token$"):
                 token_codec.decode(forged, TokenType.ACCESS)

@@ -1,17 +1,18 @@
 """TaskService on the real database: ownership, versions, completed_at, cursors."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.exceptions import BusinessValidationError, NotFoundError, PreconditionFailedError
-from app.models import Priority, Task, TaskTag, User
+from app.core.pagination import CursorCodec
+from app.models import Notification, NotificationKind, Priority, Task, TaskTag, User
 from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
-from app.services.task import TaskService
-from tests.factories import create_user, task_service
+from app.services.task import TASK_NOT_FOUND, VERSION_MISMATCH, TaskService
+from tests.factories import CURSOR_KEY, create_user, task_service
 
 MISSING_ID = 2_000_000_000
 
@@ -49,6 +50,26 @@ async def stored(session: AsyncSession, task_id: int) -> tuple[Any, ...]:
         select(TaskTag.name).where(TaskTag.task_id == task_id).order_by(TaskTag.position)
     )
     return (row.title, row.version, list(tags))
+
+
+async def completed_notifications(session: AsyncSession, task: Task) -> int:
+    count = select(func.count()).where(
+        Notification.task_id == task.id, Notification.kind == NotificationKind.TASK_COMPLETED
+    )
+    return int(await session.scalar(count) or 0)
+
+
+async def walk(service: TaskService, user: User, sort: TaskSort) -> list[int]:
+    """Every task id, one per page."""
+    seen: list[int] = []
+    cursor: str | None = None
+    for _ in range(10):
+        page = await service.list_tasks(user, TaskListQuery(sort=sort, limit=1, cursor=cursor))
+        seen += [task.id for task in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return seen
 
 
 class TestGetTask:
@@ -131,8 +152,10 @@ class TestUpdateTask:
         task = await make(service, owner, title="Old", tags=["a"])
         await update(service, owner, task, description="v2")
 
-        with pytest.raises(PreconditionFailedError):
+        with pytest.raises(PreconditionFailedError) as caught:
             await update(service, owner, task, if_match=1, title="New", tags=["b"])
+
+        assert caught.value.detail == VERSION_MISMATCH
 
         assert await stored(session, task.id) == ("Old", 2, ["a"])
 
@@ -216,8 +239,10 @@ class TestUpdateTask:
     ) -> None:
         task = await make(service, owner)
 
-        with pytest.raises(PreconditionFailedError):
+        with pytest.raises(PreconditionFailedError) as caught:
             await update(service, owner, task, if_match=2)
+
+        assert caught.value.detail == VERSION_MISMATCH
 
     async def test_no_changes_on_another_owners_task_is_not_found(
         self, service: TaskService, owner: User, stranger: User
@@ -226,6 +251,17 @@ class TestUpdateTask:
 
         with pytest.raises(NotFoundError):
             await update(service, stranger, task)
+
+    async def test_completing_notifies_once(
+        self, service: TaskService, owner: User, session: AsyncSession
+    ) -> None:
+        task = await make(service, owner)
+
+        await update(service, owner, task, completed=True)
+        assert await completed_notifications(session, task) == 1
+        await update(service, owner, task, completed=True)
+        await update(service, owner, task, title="Renamed")
+        assert await completed_notifications(session, task) == 1
 
 
 class TestDeleteTask:
@@ -267,8 +303,10 @@ class TestDeleteTask:
         assert await stored(session, task.id) == ("t", 1, [])
 
     async def test_an_unknown_id_is_not_found(self, service: TaskService, owner: User) -> None:
-        with pytest.raises(NotFoundError):
+        with pytest.raises(NotFoundError) as caught:
             await service.delete_task(owner, MISSING_ID, if_match=None)
+
+        assert caught.value.detail == TASK_NOT_FOUND
 
 
 class TestListTasks:
@@ -295,6 +333,47 @@ class TestListTasks:
         assert everything.next_cursor is None
         assert seen == [task.id for task in everything.items]
         assert cursor is None
+
+    async def test_a_full_last_page_has_no_next_cursor(
+        self, service: TaskService, owner: User
+    ) -> None:
+        for _ in range(2):
+            await make(service, owner)
+
+        page = await service.list_tasks(owner, TaskListQuery(limit=2))
+
+        assert len(page.items) == 2
+        assert page.next_cursor is None
+
+    @pytest.mark.parametrize("sort", [TaskSort.PRIORITY, TaskSort.DUE_AT])
+    async def test_pages_through_ties_by_id(
+        self, service: TaskService, owner: User, sort: TaskSort
+    ) -> None:
+        """Equal priorities, or no due dates at all: the id alone tells the pages apart."""
+        ids = [(await make(service, owner, priority="high")).id for _ in range(3)]
+
+        assert sorted(await walk(service, owner, sort)) == ids
+
+    async def test_a_cursor_without_a_sort_value_is_rejected(
+        self, service: TaskService, owner: User
+    ) -> None:
+        """Only a due date may be missing from a cursor (a task without one)."""
+        task = await make(service, owner)
+        forged = CursorCodec(CURSOR_KEY).encode_keyset(
+            scope=TaskSort.CREATED_AT.value, value=None, row_id=task.id
+        )
+
+        with pytest.raises(BusinessValidationError):
+            await service.list_tasks(owner, TaskListQuery(sort=TaskSort.CREATED_AT, cursor=forged))
+
+    async def test_overdue_means_due_before_now(self, service: TaskService, owner: User) -> None:
+        now = datetime.now(UTC)
+        late = await make(service, owner, due_at=now - timedelta(hours=1))
+        await make(service, owner, due_at=now + timedelta(hours=1))
+
+        page = await service.list_tasks(owner, TaskListQuery(overdue=True))
+
+        assert [task.id for task in page.items] == [late.id]
 
     async def test_a_cursor_of_another_sort_is_rejected(
         self, service: TaskService, owner: User
