@@ -53,10 +53,11 @@ test-sqlite: $(DEV_STAMP) ## Run the suite on SQLite only
 test-postgres: $(DEV_STAMP) ## Run the suite on PostgreSQL (TEST_POSTGRES_URL)
 	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest
 
-lint: $(DEV_STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(DEV_STAMP) ## ruff (lint + format check), mypy --strict, the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # A known vulnerability fails; an unreachable vulnerability service is reported, not failed
 # (scripts/audit-dependencies says why).
@@ -109,4 +110,4 @@ ci: ## What CI runs: lint, both databases, coverage floor, migrations round trip
 	bash .ci/run
 
 clean: ## Remove caches (keeps .venv and the database)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .coverage htmlcov .hypothesis

@@ -730,7 +730,7 @@ def markdown(report: dict[str, Any], json_path: Path) -> str:
         f"- command: `{report['command']}` ({report['elapsed_s']:.0f} s in all); wrk -t2 "
         f"--timeout 10s, {s['reps']} x {s['duration_s']} s per figure after a "
         f"{s['warmup_s']} s warm-up, ours and the reference alternately",
-        f"- raw figures: `{json_path.relative_to(ROOT)}`",
+        f"- raw figures: `{json_path.relative_to(ROOT)}` (not kept in git)",
         "",
         "req/s: median (min-max) of the runs; latency: median of the runs' percentiles; "
         "errors: non-2xx / socket errors over all runs; % of ceiling: median of the paired "
