@@ -94,7 +94,7 @@ def migrate(
 ) -> None:
     """Apply database migrations (Alembic) up to REVISION; it never downgrades.
 
-    To go back, use `alembic downgrade <revision>` (see the README).
+    To go back, use `alembic downgrade <revision>` (see docs/operations.md).
     """
     from app.core.migrations import current, upgrade
 
@@ -132,7 +132,7 @@ def create_admin(
 
 
 async def _create_admin(settings: Settings, data: UserCreate, *, promote: bool) -> str:
-    from app.core.database import create_engine, create_session_factory, unit_of_work
+    from app.core.database import UnitOfWork, create_engine, create_session_factory
     from app.core.exceptions import DomainError
     from app.core.security import PasswordHasher
     from app.repositories.user import UserRepository
@@ -141,8 +141,9 @@ async def _create_admin(settings: Settings, data: UserCreate, *, promote: bool) 
     engine = create_engine(settings)
     hasher = PasswordHasher.from_settings(settings)
     try:
-        async with unit_of_work(create_session_factory(engine)) as session:
-            service = UserService(UserRepository(session), hasher)
+        async with UnitOfWork.begin(create_session_factory(engine)) as uow:
+            # No identity cache here: a promoted user's cached entry expires within its TTL.
+            service = UserService(UserRepository(uow.session), hasher, identity_cache=None, uow=uow)
             user = await service.ensure_admin(data, promote=promote)
             return f"{user.username} (id {user.id}) is an admin"
     except DomainError as error:

@@ -17,6 +17,7 @@ from app.core.database import (
     create_read_session_factory,
     create_session_factory,
 )
+from app.core.identity_cache import CacheBackend, IdentityCache, MemoryBackend, RedisBackend
 from app.core.logging import configure_logging
 from app.core.pagination import CursorCodec
 from app.core.rate_limit import RateLimiter, RateLimits
@@ -33,12 +34,7 @@ from app.middleware import (
     TrailingSlashMiddleware,
     TrustedHostMiddleware,
 )
-from app.repositories.identity_cache import (
-    CacheBackend,
-    IdentityCache,
-    MemoryBackend,
-    RedisBackend,
-)
+from app.resources import Resources
 from app.routers import admin, auth, comments, health, metrics, notifications, tasks
 from app.services.notification import EmailPolicy
 from app.workers.jobs import JobContext
@@ -72,19 +68,19 @@ def create_app(
                 "Set SECRET_KEY before running in production.",
                 settings.secret_key_source,
             )
-        await app.state.jobs.start()
+        resources: Resources = app.state.resources
+        await resources.jobs.start()
         # Everything built so far (modules, routes, models, settings) lives as long as the
         # process: move it out of the garbage collector's sight, so that its full
-        # collections stop walking it again and again (10-15% of the CPU per request).
+        # collections stop walking it again and again on the request path (the cost is in
+        # docs/benchmarks.md).
         # Collected first, so no garbage is frozen with it.
         gc.collect()
         gc.freeze()
         yield
-        await app.state.jobs.stop()
-        await app.state.identity_cache.close()
-        await app.state.rate_limiter.aclose()
-        app.state.password_hasher.close()
-        await engine.dispose()
+        # Read again: tests may have stored a copy with a part swapped.
+        resources = app.state.resources
+        await resources.close()
 
     docs = settings.DOCS_ENABLED
     app = FastAPI(
@@ -98,22 +94,25 @@ def create_app(
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.session_factory = session_factory or create_session_factory(engine)
-    # Tests pass one factory (bound to a connection they roll back): reads use it too.
-    app.state.read_session_factory = session_factory or create_read_session_factory(engine)
-    app.state.password_hasher = PasswordHasher.from_settings(settings)
-    app.state.token_codec = TokenCodec.from_settings(settings)
-    app.state.cursor_codec = CursorCodec(settings.secret_key)
-    app.state.email_policy = EmailPolicy(
-        settings.email_enabled, frozenset(settings.EMAIL_NOTIFICATION_KINDS)
+    write_factory = session_factory or create_session_factory(engine)
+    app.state.resources = Resources(
+        settings=settings,
+        engine=engine,
+        session_factory=write_factory,
+        # Tests pass one factory (bound to a connection they roll back): reads use it too.
+        read_session_factory=session_factory or create_read_session_factory(engine),
+        password_hasher=PasswordHasher.from_settings(settings),
+        token_codec=TokenCodec.from_settings(settings),
+        cursor_codec=CursorCodec(settings.secret_key),
+        email_policy=EmailPolicy(
+            settings.email_enabled, frozenset(settings.EMAIL_NOTIFICATION_KINDS)
+        ),
+        jobs=create_job_runner(settings, write_factory),
+        identity_cache=create_identity_cache(settings),
+        rate_limits=RateLimits.from_settings(settings),
+        # Redis when REDIS_URL is set (shared by every worker), with a local fallback.
+        rate_limiter=RateLimiter.from_settings(settings),
     )
-    app.state.jobs = create_job_runner(settings, app.state.session_factory)
-    app.state.identity_cache = create_identity_cache(settings)
-    app.state.rate_limits = RateLimits.from_settings(settings)
-    # Redis when REDIS_URL is set (shared by every worker), with a local fallback.
-    app.state.rate_limiter = RateLimiter.from_settings(settings)
 
     # Added innermost first: the request id wraps everything, so every response has it.
     if settings.METRICS_ENABLED:

@@ -8,7 +8,7 @@ The drain: on SIGTERM (a shutdown, or gunicorn retiring its old workers on SIGHU
 closes its idle keep-alive connections at once. A proxy that keeps connections to us (nginx's
 upstream `keepalive`) may be writing a request on one at that very moment: the request meets
 a reset, and the proxy may not retry a POST or PATCH (it could have been applied), so the
-client gets a 502 (measured: docs/reliability.md, drill 2). So a worker first stops
+client gets a 502 (docs/reliability.md, drill 2). So a worker first stops
 accepting, answers every request with `Connection: close`, and leaves idle connections
 GUNICORN_DRAIN_SECONDS (default 5) for the proxy to close them itself (nginx's upstream
 `keepalive_timeout` is 4 s in deploy/) before uvicorn's own shutdown closes what is left.

@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from app.core.config import to_async_database_url
 from app.models import Task
 from app.repositories.base import Keyset
-from app.repositories.task import TaskRepository, sort_value
+from app.repositories.task import TaskRepository
+from app.repositories.task_record import TaskRecord
+from app.repositories.task_sort import sort_value
 from app.schemas.task import TaskListQuery, TaskSort
 
 
@@ -37,10 +39,8 @@ async def deep_keyset(
     rows = (await connection.execute(statement)).all()
     if not rows:
         return None
-    last = rows[-1]
-    task = Task(**{c: getattr(last, c) for c in ("id", "due_at", "created_at", "updated_at")})
-    task.priority = last.priority
-    return Keyset(sort_value(task, sort), task.id)
+    last = TaskRecord._make(rows[-1])
+    return Keyset(sort_value(last, sort), last.id)
 
 
 async def explain(url: str, owner: int, show_plans: bool) -> None:

@@ -5,6 +5,7 @@ on PostgreSQL (each run in a database of its own, created and dropped here).
 """
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +41,7 @@ from app.core.database import create_engine
 from app.core.migrations import upgrade
 from app.core.security import PasswordHasher, TokenCodec
 from app.main import create_app
+from app.resources import Resources
 from tests.server import ServerProcess, start_server, stop_checked
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -242,10 +244,21 @@ async def app(
     password_hasher: PasswordHasher,
 ) -> AsyncIterator[Any]:
     app = create_app(settings, session_factory=session_factory)
-    app.state.password_hasher.close()
-    app.state.password_hasher = password_hasher
+    resources(app).password_hasher.close()
+    use_password_hasher(app, password_hasher)
     yield app
-    await app.state.engine.dispose()
+    await resources(app).engine.dispose()
+
+
+def resources(app: Any) -> Resources:
+    """The app's shared resources (what `get_resources` hands the dependencies)."""
+    found: Resources = app.state.resources
+    return found
+
+
+def use_password_hasher(app: Any, hasher: PasswordHasher) -> None:
+    """Swap the app's password hasher for a test's (the one it built is left open)."""
+    app.state.resources = dataclasses.replace(resources(app), password_hasher=hasher)
 
 
 if LIVE_SERVER:

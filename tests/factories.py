@@ -1,5 +1,6 @@
 """Small builders shared by the task and comment tests."""
 
+import inspect
 import re
 import uuid
 from typing import Any
@@ -8,6 +9,8 @@ from httpx import AsyncClient, Response
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.database import AfterCommitCallback
+from app.core.identity_cache import IdentityCache, MemoryBackend, _generation_key
 from app.core.pagination import CursorCodec
 from app.models import User
 from app.repositories.comment import CommentRepository
@@ -124,21 +127,55 @@ async def change_user_behind_its_back(session: AsyncSession, user_id: int, **val
 CURSOR_KEY = "k" * 40
 
 
+class AfterCommitLog:
+    """Stands for the unit of work in service tests: keeps what would run after the commit."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[AfterCommitCallback] = []
+
+    def after_commit(self, callback: AfterCommitCallback, /) -> None:
+        self.callbacks.append(callback)
+
+    async def run(self) -> None:
+        """What the unit of work does once the commit succeeded."""
+        for callback in self.callbacks:
+            pending = callback()
+            if inspect.isawaitable(pending):
+                await pending
+
+
+def identity_cache() -> IdentityCache:
+    return IdentityCache(MemoryBackend(), ttl_seconds=30)
+
+
+async def identity_generation(cache: IdentityCache, user_id: int) -> int:
+    """How often the user's cached identity was invalidated."""
+    [generation] = await cache.backend.get_many([_generation_key(user_id)])
+    return int(generation or 0)
+
+
+def wake_delivery() -> None:
+    """The delivery job's wake-up, as the services built here register it."""
+
+
 def notification_service(
-    session: AsyncSession, *, email: EmailPolicy | None = None
+    session: AsyncSession, *, email: EmailPolicy | None = None, uow: AfterCommitLog | None = None
 ) -> NotificationService:
     return NotificationService(
         NotificationRepository(session),
         CursorCodec(CURSOR_KEY),
         email or EmailPolicy(enabled=False, kinds=frozenset()),
+        uow=uow or AfterCommitLog(),
+        wake_delivery=wake_delivery,
     )
 
 
-def task_service(session: AsyncSession, *, email: EmailPolicy | None = None) -> TaskService:
+def task_service(
+    session: AsyncSession, *, email: EmailPolicy | None = None, uow: AfterCommitLog | None = None
+) -> TaskService:
     """A TaskService as the app builds it, on the test's session (e-mail off by default)."""
-    return TaskService(
-        TaskRepository(session), CursorCodec(CURSOR_KEY), notification_service(session, email=email)
-    )
+    notifications = notification_service(session, email=email, uow=uow)
+    return TaskService(TaskRepository(session), CursorCodec(CURSOR_KEY), notifications)
 
 
 def comment_service(session: AsyncSession, tasks: TaskService) -> CommentService:

@@ -117,8 +117,9 @@ class Settings(BaseSettings):
     PASSWORD_HASH_TIME_COST: int = Field(default=2, ge=1)
     PASSWORD_HASH_PARALLELISM: int = Field(default=1, ge=1)
     # 1 per process: with one worker per core, hashing then uses every core and leaves the
-    # event loops room (2 per process: /health p99 46-54 ms in a login storm; 1: 9 ms, and
-    # as many logins/s; docs/benchmarks.md). Raise it for one process on many cores.
+    # event loops room: in a login storm a second thread per process slowed every other
+    # request and did not add logins (docs/benchmarks.md). Raise it for one process on many
+    # cores.
     PASSWORD_HASH_WORKERS: int = Field(default=1, ge=1)
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -131,7 +132,7 @@ class Settings(BaseSettings):
     # identity cache. Unset: jobs run inside the API process, the cache is per process.
     REDIS_URL: str | None = None
     # How long a token's user may be served from the identity cache (read-only requests);
-    # 0 turns the cache off. Changes invalidate it at once (see ARCHITECTURE.md).
+    # 0 turns the cache off. Changes invalidate it at once (docs/design/identity-cache.md).
     AUTH_CACHE_TTL_SECONDS: float = Field(default=30.0, ge=0)
     CELERY_BROKER_URL: str | None = None
     # The Celery queue: deployments sharing one Redis database need names of their own, or

@@ -1,9 +1,10 @@
 """Engine and session factory, and the unit of work: one transaction, committed in one place."""
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -18,6 +19,8 @@ from sqlalchemy.pool import PoolResetState
 
 from app.core.config import Settings
 from app.core.exceptions import DomainError
+
+logger = logging.getLogger(__name__)
 
 # Execution option read by the SQLite `begin` hook: writes take the write lock up front.
 SQLITE_BEGIN_MODE = "sqlite_begin_mode"
@@ -60,12 +63,12 @@ _IDLE_SINCE = "idle_since"
 def _check_connections_on_checkout(engine: AsyncEngine) -> None:
     """Hand out only live connections, without a round trip on the hot path.
 
-    `pool_pre_ping` costs BEGIN, a ping and ROLLBACK (asyncpg dialect) on every checkout:
-    7% of the CPU of GET /tasks/{id}. Instead: a connection whose socket the server closed
-    (PostgreSQL stopped or restarted: it closes every session) is known to asyncpg without
-    asking, and is replaced; one that sat idle for PING_AFTER_IDLE_SECONDS (long enough for
-    a silent network failure) is still pinged. Raising DisconnectionError makes the pool
-    discard the connection and check out another.
+    `pool_pre_ping` costs BEGIN, a ping and ROLLBACK (asyncpg dialect) on every checkout,
+    three round trips for a request that may need one. Instead: a connection whose socket
+    the server closed (PostgreSQL stopped or restarted: it closes every session) is known to
+    asyncpg without asking, and is replaced; one that sat idle for PING_AFTER_IDLE_SECONDS
+    (long enough for a silent network failure) is still pinged. Raising DisconnectionError
+    makes the pool discard the connection and check out another.
     """
     pool = engine.sync_engine.pool
     dialect = engine.sync_engine.dialect
@@ -148,8 +151,8 @@ def create_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[Async
     """Sessions for read-only requests: on PostgreSQL without BEGIN and COMMIT.
 
     A read-only request runs one or two statements, each consistent on its own; wrapping them
-    in a transaction costs two extra round trips (the profile of GET /tasks: 16% of the
-    worker's CPU in asyncpg's Transaction.start, docs/benchmarks.md). SQLite keeps its
+    in a transaction costs two extra round trips and a large share of the worker's CPU
+    (docs/benchmarks.md). SQLite keeps its
     transaction: BEGIN costs nothing in-process, and its `begin` hook needs SQLAlchemy to end
     the transaction it opens.
     """
@@ -158,43 +161,81 @@ def create_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[Async
     return create_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
-AfterCommit = Callable[[AsyncSession], Awaitable[None]]
+AfterCommitCallback = Callable[[], Awaitable[None] | None]
+
+
+class AfterCommit(Protocol):
+    """What a service needs of the unit of work: a place to put work for after the commit."""
+
+    def after_commit(self, callback: AfterCommitCallback, /) -> None: ...
+
+
+class UnitOfWork:
+    """One transaction (`session`) and the side effects that wait for its commit.
+
+    The code that causes a side effect registers it where it arises (`uow.after_commit(fn)`:
+    invalidate a cached identity, wake the delivery job). Callbacks run in order once the
+    commit succeeded, never after a rollback; one that fails is logged and the others still
+    run: the write is committed, so the request does not fail for it. A callback equal to
+    one already registered (`jobs.outbox_written` from two notifications) runs once.
+    """
+
+    __slots__ = ("_callbacks", "session")
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._callbacks: list[AfterCommitCallback] = []
+
+    def after_commit(self, callback: AfterCommitCallback, /) -> None:
+        if callback not in self._callbacks:
+            self._callbacks.append(callback)
+
+    @classmethod
+    @asynccontextmanager
+    async def begin(
+        cls, session_factory: async_sessionmaker[AsyncSession], *, write: bool = True
+    ) -> AsyncIterator["UnitOfWork"]:
+        """Committed when the block succeeds, rolled back when it raises.
+
+        This and nothing else commits. A domain error that says `keep_changes` (token theft
+        detection) is committed, and its callbacks run, before it propagates.
+        """
+        options = {SQLITE_BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"}
+        async with session_factory(execution_options=options) as session:
+            uow = cls(session)
+            try:
+                yield uow
+            except DomainError as error:
+                if not error.keep_changes:
+                    await session.rollback()
+                    raise
+                await uow._commit()
+                raise
+            except BaseException:
+                await session.rollback()
+                raise
+            await uow._commit()
+
+    async def _commit(self) -> None:
+        if self.session.in_transaction():  # nothing to commit when no statement ran
+            await self.session.commit()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                pending = callback()
+                if pending is not None:
+                    await pending
+            except Exception:
+                logger.exception("An after-commit callback failed; the commit stands")
 
 
 @asynccontextmanager
 async def unit_of_work(
-    session_factory: async_sessionmaker[AsyncSession],
-    *,
-    write: bool = True,
-    after_commit: AfterCommit | None = None,
+    session_factory: async_sessionmaker[AsyncSession], *, write: bool = True
 ) -> AsyncIterator[AsyncSession]:
-    """One transaction: committed when the block succeeds, rolled back when it raises.
-
-    This and nothing else commits. A domain error that says `keep_changes` (token theft
-    detection) is committed before it propagates. `after_commit` runs after every commit
-    (cache invalidation, waking background jobs), never after a rollback.
-    """
-    options = {SQLITE_BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"}
-    async with session_factory(execution_options=options) as session:
-        try:
-            yield session
-        except DomainError as error:
-            if not error.keep_changes:
-                await session.rollback()
-                raise
-            await _commit(session, after_commit)
-            raise
-        except BaseException:
-            await session.rollback()
-            raise
-        await _commit(session, after_commit)
-
-
-async def _commit(session: AsyncSession, after_commit: AfterCommit | None) -> None:
-    if session.in_transaction():  # nothing to commit when no statement ran (a cache hit)
-        await session.commit()
-    if after_commit is not None:
-        await after_commit(session)
+    """`UnitOfWork.begin` for code that registers nothing after the commit (jobs, CLI, tests)."""
+    async with UnitOfWork.begin(session_factory, write=write) as uow:
+        yield uow.session
 
 
 def is_database_unavailable(error: BaseException) -> bool:

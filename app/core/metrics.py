@@ -33,7 +33,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 UNMATCHED_ROUTE = "<unmatched>"
 OTHER_METHOD = "OTHER"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Seconds. Reads take a few ms, a login ~50 ms (Argon2id), a slow database up to seconds.
+# Seconds: fine steps for reads, room for a login (Argon2id is slow on purpose), and up to
+# the seconds of a slow database.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 HTTP_REQUESTS = Counter(

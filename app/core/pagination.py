@@ -81,3 +81,13 @@ class PageResult(Generic[ItemT]):
 
     items: list[ItemT]
     next_cursor: str | None
+
+
+def paginate(rows: list[ItemT], limit: int, cursor_of: Callable[[ItemT], str]) -> PageResult[ItemT]:
+    """A page from the `limit + 1` rows a list query fetched.
+
+    The one row more than asked tells whether there is a next page, without a count(*);
+    the next page starts after the last row shown (`cursor_of` encodes where).
+    """
+    items = rows[:limit]
+    return PageResult(items, cursor_of(items[-1]) if len(rows) > limit else None)

@@ -108,10 +108,10 @@ class TokenCodec:
         self._key = secret_key
         self._ttl = {TokenType.ACCESS: access_ttl, TokenType.REFRESH: refresh_ttl}
         # A client sends the same token on every request until it expires, and PyJWT
-        # re-examines the key on every decode (PEM, SSH and DER probes, then json.loads): a
-        # quarter of the CPU of GET /auth/me. So the exact bytes of a token verified once are
-        # not verified again; expiry and type are still checked on every use, and failures
-        # (exceptions) are never cached.
+        # re-examines the key on every decode (PEM, SSH and DER probes, then json.loads), the
+        # bulk of a cheap request's work (docs/benchmarks.md). So the exact bytes of a token
+        # verified once are not verified again; expiry and type are still checked on every
+        # use, and failures (exceptions) are never cached.
         self._verified_claims = functools.lru_cache(maxsize=VERIFIED_TOKENS_CACHED)(self._verify)
 
     @classmethod

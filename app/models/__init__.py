@@ -10,7 +10,7 @@ from app.models.notification import (
     NotificationKind,
 )
 from app.models.refresh_token import RefreshToken
-from app.models.task import Priority, Task, TaskRecord, TaskTag
+from app.models.task import Priority, Task, TaskTag
 from app.models.user import User
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "Priority",
     "RefreshToken",
     "Task",
-    "TaskRecord",
     "TaskTag",
     "User",
 ]

@@ -1,6 +1,5 @@
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
 
 from sqlalchemy import (
     ForeignKey,
@@ -93,36 +92,6 @@ class Task(Base):
     @property
     def tags(self) -> list[str]:
         return [link.name for link in self.tag_links]
-
-
-class TaskRecord(Protocol):
-    """A task as read: a `Task` object, or a row of the repository's one-statement reads
-    (which skip the ORM's object loading on the hot paths)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def owner_id(self) -> int: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def completed(self) -> bool: ...
-    @property
-    def completed_at(self) -> datetime | None: ...
-    @property
-    def priority(self) -> Priority: ...
-    @property
-    def due_at(self) -> datetime | None: ...
-    @property
-    def tags(self) -> list[str]: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-    @property
-    def version(self) -> int: ...
 
 
 # One index per sort, each led by the owner: a page costs the same however big the table.

@@ -4,7 +4,6 @@ from sqlalchemy import select, update
 
 from app.models import AuthSession, RefreshToken, User
 from app.repositories.base import Repository
-from app.repositories.identity_cache import mark_identity_changed
 
 
 class AuthSessionRepository(Repository[AuthSession]):
@@ -26,14 +25,15 @@ class AuthSessionRepository(Repository[AuthSession]):
         )
         return await self.session.scalar(statement)
 
-    async def revoke(self, session_id: str, *, at: datetime) -> None:
+    async def revoke(self, session_id: str, *, at: datetime) -> list[int]:
+        """Revoke a live session; returns the id of its user (none when it was not live)."""
         revoked = await self.session.scalars(
             update(AuthSession)
             .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=at)
             .returning(AuthSession.user_id)
         )
-        mark_identity_changed(self.session.sync_session, revoked)
+        return list(revoked)
 
     async def revoke_all_for_user(
         self, user_id: int, *, at: datetime, except_session_id: str | None = None
@@ -44,7 +44,6 @@ class AuthSessionRepository(Repository[AuthSession]):
         if except_session_id is not None:
             statement = statement.where(AuthSession.id != except_session_id)
         await self.session.execute(statement.values(revoked_at=at))
-        mark_identity_changed(self.session.sync_session, [user_id])
 
 
 class RefreshTokenRepository(Repository[RefreshToken]):

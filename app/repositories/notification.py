@@ -2,7 +2,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.models import (
@@ -13,21 +13,20 @@ from app.models import (
     Task,
     User,
 )
+from app.repositories.access import notification_visible_to
 from app.repositories.base import Keyset, Repository
-
-# Set in `session.info` when a delivery is written, so the unit of work can wake the
-# delivery job once the transaction has committed.
-OUTBOX_WRITTEN = "notification_outbox_written"
 
 
 class NotificationRepository(Repository[Notification]):
+    """Reads and marks are scoped by `notification_visible_to` (app/repositories/access.py)."""
+
     model = Notification
 
     async def list_for_user(
         self, user_id: int, *, unread_only: bool, after: Keyset | None, limit: int
     ) -> list[Notification]:
         """Newest first (by id, which follows creation order)."""
-        statement = select(Notification).where(Notification.user_id == user_id)
+        statement = select(Notification).where(notification_visible_to(user_id))
         if unread_only:
             statement = statement.where(Notification.read_at.is_(None))
         if after is not None:
@@ -39,7 +38,7 @@ class NotificationRepository(Repository[Notification]):
         """True when the notification is the user's (already read ones stay as they were)."""
         result = await self.session.execute(
             update(Notification)
-            .where(Notification.id == notification_id, Notification.user_id == user_id)
+            .where(Notification.id == notification_id, notification_visible_to(user_id))
             .values(read_at=func.coalesce(Notification.read_at, at))
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -47,7 +46,7 @@ class NotificationRepository(Repository[Notification]):
     async def mark_all_read(self, user_id: int, *, at: datetime) -> None:
         await self.session.execute(
             update(Notification)
-            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+            .where(notification_visible_to(user_id), Notification.read_at.is_(None))
             .values(read_at=at)
         )
 
@@ -71,8 +70,6 @@ class NotificationRepository(Repository[Notification]):
         statement = insert(NotificationDelivery).from_select([*columns, "created_at"], source)
         result = await self.session.execute(statement)
         queued: int = result.rowcount  # type: ignore[attr-defined]
-        if queued:
-            self.session.info[OUTBOX_WRITTEN] = True
         return queued
 
     async def create_reminders(
@@ -117,25 +114,28 @@ class NotificationRepository(Repository[Notification]):
         return sqlite.insert(Notification)
 
 
+def delivery_is_due(now: datetime) -> ColumnElement[bool]:
+    """Ready to (re)try: pending and due, or claimed by a worker whose lease ran out."""
+    return or_(
+        and_(
+            NotificationDelivery.status == DeliveryStatus.PENDING,
+            NotificationDelivery.next_attempt_at <= now,
+        ),
+        and_(
+            NotificationDelivery.status == DeliveryStatus.SENDING,
+            NotificationDelivery.claimed_until < now,
+        ),
+    )
+
+
 class DeliveryRepository(Repository[NotificationDelivery]):
     model = NotificationDelivery
 
     async def due_ids(self, *, now: datetime, limit: int) -> list[int]:
-        """Deliveries ready to (re)try: pending and due, or claimed by a worker that died."""
+        """Deliveries ready to (re)try (`delivery_is_due`), oldest first."""
         statement = (
             select(NotificationDelivery.id)
-            .where(
-                or_(
-                    and_(
-                        NotificationDelivery.status == DeliveryStatus.PENDING,
-                        NotificationDelivery.next_attempt_at <= now,
-                    ),
-                    and_(
-                        NotificationDelivery.status == DeliveryStatus.SENDING,
-                        NotificationDelivery.claimed_until < now,
-                    ),
-                )
-            )
+            .where(delivery_is_due(now))
             .order_by(NotificationDelivery.id)
             .limit(limit)
         )
@@ -145,19 +145,7 @@ class DeliveryRepository(Repository[NotificationDelivery]):
         """Take a delivery for sending: one conditional UPDATE, so only one worker wins it."""
         result = await self.session.execute(
             update(NotificationDelivery)
-            .where(
-                NotificationDelivery.id == delivery_id,
-                or_(
-                    and_(
-                        NotificationDelivery.status == DeliveryStatus.PENDING,
-                        NotificationDelivery.next_attempt_at <= now,
-                    ),
-                    and_(
-                        NotificationDelivery.status == DeliveryStatus.SENDING,
-                        NotificationDelivery.claimed_until < now,
-                    ),
-                ),
-            )
+            .where(NotificationDelivery.id == delivery_id, delivery_is_due(now))
             .values(
                 status=DeliveryStatus.SENDING,
                 claimed_until=until,

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.dependencies import AdminServiceDep, CurrentAdmin
+from app.dependencies import AdminServiceDep, CachedAdmin, CurrentAdmin, ReadAdminServiceDep
 from app.routers.params import UserId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.common import PageQuery
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(40
 
 @router.get("/users", response_model=UserPage, responses=CURSOR_ERRORS)
 async def list_users(
-    _admin: CurrentAdmin, admin: AdminServiceDep, page: Annotated[PageQuery, Query()]
+    _admin: CachedAdmin, admin: ReadAdminServiceDep, page: Annotated[PageQuery, Query()]
 ) -> UserPage:
     """Every account, by id."""
     result = await admin.list_users(page)

@@ -2,6 +2,7 @@ from fastapi import APIRouter, Depends, status
 
 from app.dependencies import (
     AuthServiceDep,
+    CachedUser,
     CurrentToken,
     CurrentUser,
     LoginForm,
@@ -72,7 +73,7 @@ async def logout(data: RefreshRequest, token: CurrentToken, auth: AuthServiceDep
 
 
 @router.get("/me", response_model=UserRead, responses=error_responses(401, 429))
-async def get_me(user: CurrentUser) -> UserRead:
+async def get_me(user: CachedUser) -> UserRead:
     """The account behind the access token."""
     return UserRead.model_validate(user)
 

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.dependencies import CommentServiceDep, CurrentUser
+from app.dependencies import CachedUser, CommentServiceDep, CurrentUser, ReadCommentServiceDep
 from app.routers.params import CommentId, TaskId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.comment import CommentCreate, CommentPage, CommentRead
@@ -28,8 +28,8 @@ async def create_comment(
 @router.get("", response_model=CommentPage, responses=CURSOR_ERRORS)
 async def list_comments(
     task_id: TaskId,
-    user: CurrentUser,
-    comments: CommentServiceDep,
+    user: CachedUser,
+    comments: ReadCommentServiceDep,
     page_query: Annotated[PageQuery, Query()],
 ) -> CommentPage:
     """A task's comments, oldest first."""

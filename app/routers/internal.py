@@ -7,7 +7,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
-from app.core.config import Settings
+from app.resources import Resources
 
 
 def is_internal(host: str | None, networks: Iterable[IPv4Network | IPv6Network]) -> bool:
@@ -43,6 +43,6 @@ class InternalRoute(APIRoute):
 
 
 def _client_is_internal(scope: Scope) -> bool:
-    settings: Settings = scope["app"].state.settings
+    resources: Resources = scope["app"].state.resources
     client = scope.get("client")
-    return is_internal(client[0] if client else None, settings.INTERNAL_NETWORKS)
+    return is_internal(client[0] if client else None, resources.settings.INTERNAL_NETWORKS)

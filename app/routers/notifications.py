@@ -2,7 +2,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.dependencies import CurrentUser, NotificationServiceDep
+from app.dependencies import (
+    CachedUser,
+    CurrentUser,
+    NotificationServiceDep,
+    ReadNotificationServiceDep,
+)
 from app.routers.params import NotificationId
 from app.routers.responses import CURSOR_ERRORS, error_responses
 from app.schemas.notification import NotificationListQuery, NotificationPage
@@ -14,8 +19,8 @@ router = APIRouter(
 
 @router.get("", response_model=NotificationPage, responses=CURSOR_ERRORS)
 async def list_notifications(
-    user: CurrentUser,
-    notifications: NotificationServiceDep,
+    user: CachedUser,
+    notifications: ReadNotificationServiceDep,
     query: Annotated[NotificationListQuery, Query()],
 ) -> NotificationPage:
     """Your notifications, newest first (`unread=true` for the unread ones only)."""

@@ -3,8 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from app.core.metrics import TASKS_CREATED
-from app.dependencies import CurrentUser, IfMatch, TaskServiceDep
-from app.models import TaskRecord
+from app.dependencies import CachedUser, CurrentUser, IfMatch, ReadTaskServiceDep, TaskServiceDep
 from app.routers.params import TaskId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
@@ -12,8 +11,8 @@ from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, Task
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429, 503))
 
 
-def set_etag(response: Response, task: TaskRecord) -> None:
-    response.headers["ETag"] = f'"{task.version}"'
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'"{version}"'
 
 
 @router.post(
@@ -32,7 +31,7 @@ async def create_task(
     """Create a task; `Location` and `ETag` point at it."""
     task = await tasks.create_task(user, data)
     response.headers["Location"] = f"/tasks/{task.id}"
-    set_etag(response, task)
+    set_etag(response, task.version)
     # Counted once the 201 has been sent, which is after the commit: a create that is rolled
     # back, or whose commit fails, is never counted.
     after_response.add_task(TASKS_CREATED.inc)
@@ -41,8 +40,8 @@ async def create_task(
 
 @router.get("", response_model=TaskPage, responses=CURSOR_ERRORS)
 async def list_tasks(
-    user: CurrentUser,
-    tasks: TaskServiceDep,
+    user: CachedUser,
+    tasks: ReadTaskServiceDep,
     query: Annotated[TaskListQuery, Query()],
 ) -> TaskPage:
     """Your tasks, filtered and sorted, one page at a time (keyset cursor)."""
@@ -52,11 +51,11 @@ async def list_tasks(
 
 @router.get("/{task_id}", response_model=TaskRead, responses=error_responses(404))
 async def get_task(
-    task_id: TaskId, user: CurrentUser, tasks: TaskServiceDep, response: Response
+    task_id: TaskId, user: CachedUser, tasks: ReadTaskServiceDep, response: Response
 ) -> TaskRead:
     """One of your tasks, with its `ETag`."""
     task = await tasks.get_task(user, task_id)
-    set_etag(response, task)
+    set_etag(response, task.version)
     return TaskRead.model_validate(task)
 
 
@@ -75,7 +74,7 @@ async def update_task(
 ) -> TaskRead:
     """Change any subset of the fields; `If-Match` makes it conditional."""
     task = await tasks.update_task(user, task_id, data, if_match=if_match)
-    set_etag(response, task)
+    set_etag(response, task.version)
     return TaskRead.model_validate(task)
 
 

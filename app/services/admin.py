@@ -1,12 +1,15 @@
 from datetime import UTC, datetime
+from functools import partial
 
+from app.core.database import AfterCommit
 from app.core.exceptions import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
 )
-from app.core.pagination import CursorCodec, PageResult
+from app.core.identity_cache import IdentityCache
+from app.core.pagination import CursorCodec, PageResult, paginate
 from app.models import User
 from app.repositories.auth_session import AuthSessionRepository
 from app.repositories.user import UserRepository
@@ -23,23 +26,29 @@ class AdminService:
     """Account administration; callers are admins (the router's dependency checks that)."""
 
     def __init__(
-        self, users: UserRepository, sessions: AuthSessionRepository, cursors: CursorCodec
+        self,
+        users: UserRepository,
+        sessions: AuthSessionRepository,
+        cursors: CursorCodec,
+        *,
+        identity_cache: IdentityCache,
+        uow: AfterCommit,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.cursors = cursors
+        self.identity_cache = identity_cache
+        self.uow = uow
 
     async def list_users(self, page: PageQuery) -> PageResult[User]:
         after_id = None
         if page.cursor:
             _, after_id = self.cursors.decode_keyset(page.cursor, scope=CURSOR_SCOPE, parse=int)
         rows = await self.users.list_after(after_id=after_id, limit=page.limit + 1)
-        items, more = rows[: page.limit], len(rows) > page.limit
-        next_cursor = None
-        if more:
-            last = items[-1].id
-            next_cursor = self.cursors.encode_keyset(scope=CURSOR_SCOPE, value=last, row_id=last)
-        return PageResult(items, next_cursor)
+        return paginate(rows, page.limit, self._encode_cursor)
+
+    def _encode_cursor(self, user: User) -> str:
+        return self.cursors.encode_keyset(scope=CURSOR_SCOPE, value=user.id, row_id=user.id)
 
     async def update_user(self, admin: User, user_id: int, data: AdminUserUpdate) -> User:
         """Activate/deactivate, promote/demote. Takes effect on the user's next request.
@@ -75,4 +84,7 @@ class AdminService:
                 await self.sessions.revoke_all_for_user(user.id, at=datetime.now(UTC))
             user.is_active = data.is_active
         await self.users.session.flush()
+        if data.is_admin is not None or data.is_active is not None:
+            # After the commit, so that no reader re-caches the state from before it.
+            self.uow.after_commit(partial(self.identity_cache.invalidate_users, [user.id]))
         return user

@@ -1,18 +1,20 @@
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 
+from app.core.database import AfterCommit
 from app.core.exceptions import (
     AuthenticationError,
     InvalidRequestError,
     PermissionDeniedError,
     TokenReuseError,
 )
+from app.core.identity_cache import IdentityCache
 from app.core.metrics import LOGINS_FAILED
 from app.core.security import PasswordHasher, TokenClaims, TokenCodec, TokenType
 from app.models import AuthSession, RefreshToken, User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
-from app.repositories.identity_cache import IdentityCache
 from app.repositories.user import UserRepository
 from app.schemas.auth import TokenPair
 
@@ -31,15 +33,16 @@ class AuthService:
         refresh_tokens: RefreshTokenRepository,
         hasher: PasswordHasher,
         tokens: TokenCodec,
-        identity_cache: IdentityCache | None = None,
+        identity_cache: IdentityCache,
+        uow: AfterCommit,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.refresh_tokens = refresh_tokens
         self.hasher = hasher
         self.tokens = tokens
-        # Given for read-only requests only: writes must see (and may change) the real row.
         self.identity_cache = identity_cache
+        self.uow = uow
 
     async def login(self, username: str, password: str) -> TokenPair:
         user = await self.users.get_by_username(username)
@@ -53,10 +56,16 @@ class AuthService:
         session = await self.sessions.add(AuthSession(id=uuid.uuid4().hex, user_id=user.id))
         return await self._issue_pair(user.id, session.id)
 
-    async def authenticate(self, access_token: str) -> tuple[User, TokenClaims]:
-        """The user behind an access token, checked against revocation and deactivation."""
+    async def authenticate(
+        self, access_token: str, *, cached: bool = False
+    ) -> tuple[User, TokenClaims]:
+        """The user behind an access token, checked against revocation and deactivation.
+
+        `cached`: a read-only snapshot from the identity cache may answer (read-only routes).
+        Otherwise the real row, which the request may change and which sees every revocation.
+        """
         claims = self.tokens.decode(access_token, TokenType.ACCESS)
-        user = await self._active_user_for(claims)
+        user = await self._active_user_for(claims, cached=cached)
         return user, claims
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -69,7 +78,7 @@ class AuthService:
         if not rotated:
             # A refresh token that was already used: someone holds a copy. Revoke the family
             # so neither the thief nor the victim can go on with it.
-            await self.sessions.revoke(claims.session_id, at=now)
+            self._identity_changed(await self.sessions.revoke(claims.session_id, at=now))
             raise TokenReuseError("Refresh token has already been used; session revoked")
         return await self._issue_pair(user.id, claims.session_id)
 
@@ -79,8 +88,9 @@ class AuthService:
         if refresh.user_id != access.user_id:
             raise AuthenticationError("Refresh token does not belong to this user")
         now = datetime.now(UTC)
-        await self.sessions.revoke(refresh.session_id, at=now)
-        await self.sessions.revoke(access.session_id, at=now)
+        revoked = await self.sessions.revoke(refresh.session_id, at=now)
+        revoked += await self.sessions.revoke(access.session_id, at=now)
+        self._identity_changed(revoked)
 
     async def change_password(
         self, user: User, access: TokenClaims, *, current_password: str, new_password: str
@@ -109,22 +119,31 @@ class AuthService:
             user.id, at=datetime.now(UTC), except_session_id=access.session_id
         )
         await self.users.session.flush()
+        self._identity_changed([user.id])
 
-    async def _active_user_for(self, claims: TokenClaims) -> User:
-        user = await self._live_session_user(claims)
+    async def _active_user_for(self, claims: TokenClaims, *, cached: bool = False) -> User:
+        user = await self._live_session_user(claims, cached=cached)
         if user is None:
             raise AuthenticationError(USER_GONE)
         if not user.is_active:
             raise AuthenticationError("This account is inactive")
         return user
 
-    async def _live_session_user(self, claims: TokenClaims) -> User | None:
+    async def _live_session_user(self, claims: TokenClaims, *, cached: bool) -> User | None:
         def load() -> Awaitable[User | None]:
             return self.sessions.get_active_user(claims.session_id, claims.user_id)
 
-        if self.identity_cache is None:
+        if not cached:
             return await load()
         return await self.identity_cache.get_or_load(claims.session_id, claims.user_id, load)
+
+    def _identity_changed(self, user_ids: Iterable[int]) -> None:
+        """Invalidate these users' cached identities once the change has committed.
+
+        After the commit, so that no reader re-caches the state from before it.
+        """
+        if changed := tuple(user_ids):
+            self.uow.after_commit(partial(self.identity_cache.invalidate_users, changed))
 
     async def _issue_pair(self, user_id: int, session_id: str) -> TokenPair:
         access = self.tokens.issue(TokenType.ACCESS, user_id=user_id, session_id=session_id)

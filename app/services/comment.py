@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from app.core.exceptions import NotFoundError
-from app.core.pagination import CursorCodec, PageResult
+from app.core.pagination import CursorCodec, PageResult, paginate
 from app.models import Comment, NotificationKind, User
 from app.repositories.base import Keyset
 from app.repositories.comment import CommentRepository
@@ -15,7 +15,8 @@ CURSOR_SCOPE = "comments"
 
 
 class CommentService:
-    """Comments live inside a task: every call first asks TaskService whether the user sees it."""
+    """Comments are visible through their task: every call first reads the task through
+    TaskService (the access rule), and the comment queries take that task."""
 
     def __init__(
         self,
@@ -42,25 +43,22 @@ class CommentService:
 
     async def list_comments(self, user: User, task_id: int, page: PageQuery) -> PageResult[Comment]:
         task = await self.tasks.get_task(user, task_id)
-        limit = page.limit
         after = self._decode_cursor(page.cursor) if page.cursor else None
-        rows = await self.comments.list_for_task(task.id, after=after, limit=limit + 1)
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = None
-        if more:
-            last = items[-1]
-            next_cursor = self.cursors.encode_keyset(
-                scope=CURSOR_SCOPE, value=last.created_at, row_id=last.id
-            )
-        return PageResult(items, next_cursor)
+        rows = await self.comments.list_for_task(task, after=after, limit=page.limit + 1)
+        return paginate(rows, page.limit, self._encode_cursor)
 
     async def delete_comment(self, user: User, task_id: int, comment_id: int) -> None:
         """Only the author deletes a comment; to anyone else it does not exist."""
         task = await self.tasks.get_task(user, task_id)
-        comment = await self.comments.get_for_task(comment_id, task.id)
+        comment = await self.comments.get_for_task(comment_id, task)
         if comment is None or comment.author_id != user.id:
             raise NotFoundError(COMMENT_NOT_FOUND)
         await self.comments.delete(comment)
+
+    def _encode_cursor(self, comment: Comment) -> str:
+        return self.cursors.encode_keyset(
+            scope=CURSOR_SCOPE, value=comment.created_at, row_id=comment.id
+        )
 
     def _decode_cursor(self, cursor: str) -> Keyset:
         value, row_id = self.cursors.decode_keyset(

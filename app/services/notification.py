@@ -1,11 +1,14 @@
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from app.core.database import AfterCommit
 from app.core.exceptions import NotFoundError
-from app.core.pagination import CursorCodec, PageResult
-from app.models import Notification, NotificationKind, TaskRecord
+from app.core.pagination import CursorCodec, PageResult, paginate
+from app.models import Notification, NotificationKind
 from app.repositories.base import Keyset
 from app.repositories.notification import NotificationRepository
+from app.repositories.task_record import TaskRecord
 from app.schemas.notification import NotificationListQuery
 
 NOTIFICATION_NOT_FOUND = "Notification not found"
@@ -27,11 +30,21 @@ class EmailPolicy:
 
 class NotificationService:
     def __init__(
-        self, notifications: NotificationRepository, cursors: CursorCodec, email: EmailPolicy
+        self,
+        notifications: NotificationRepository,
+        cursors: CursorCodec,
+        email: EmailPolicy,
+        *,
+        uow: AfterCommit,
+        wake_delivery: Callable[[], None] | None,
     ) -> None:
+        """`wake_delivery` starts the delivery job (never blocks, never raises); None when
+        the caller delivers right after anyway (the periodic job)."""
         self.notifications = notifications
         self.cursors = cursors
         self.email = email
+        self.uow = uow
+        self.wake_delivery = wake_delivery
 
     async def notify(self, task: TaskRecord, kind: NotificationKind, message: str) -> Notification:
         """Record a notification for the task's owner, in the caller's transaction."""
@@ -39,7 +52,10 @@ class NotificationService:
             Notification(user_id=task.owner_id, task_id=task.id, kind=kind, message=message)
         )
         if self.email.wants(kind):
-            await self.notifications.add_email_deliveries([notification.id], now=datetime.now(UTC))
+            queued = await self.notifications.add_email_deliveries(
+                [notification.id], now=datetime.now(UTC)
+            )
+            self._outbox_written(queued)
         return notification
 
     async def list_notifications(
@@ -52,12 +68,11 @@ class NotificationService:
         rows = await self.notifications.list_for_user(
             user_id, unread_only=query.unread, after=after, limit=query.limit + 1
         )
-        items, more = rows[: query.limit], len(rows) > query.limit
-        next_cursor = None
-        if more:
-            last = items[-1].id
-            next_cursor = self.cursors.encode_keyset(scope=CURSOR_SCOPE, value=last, row_id=last)
-        return PageResult(items, next_cursor)
+        return paginate(rows, query.limit, self._encode_cursor)
+
+    def _encode_cursor(self, notification: Notification) -> str:
+        last = notification.id
+        return self.cursors.encode_keyset(scope=CURSOR_SCOPE, value=last, row_id=last)
 
     async def mark_read(self, user_id: int, notification_id: int) -> None:
         if not await self.notifications.mark_read(notification_id, user_id, at=datetime.now(UTC)):
@@ -90,8 +105,14 @@ class NotificationService:
             (NotificationKind.TASK_DUE_SOON, due_soon),
         ):
             if self.email.wants(kind):
-                await self.notifications.add_email_deliveries(ids, now=now)
+                self._outbox_written(await self.notifications.add_email_deliveries(ids, now=now))
         return {
             NotificationKind.TASK_OVERDUE.value: len(overdue),
             NotificationKind.TASK_DUE_SOON.value: len(due_soon),
         }
+
+    def _outbox_written(self, queued: int) -> None:
+        """Wake the delivery job once the e-mail just queued has committed (only then can it
+        be sent; a rollback leaves nothing to send). The periodic sweep is the guarantee."""
+        if queued and self.wake_delivery is not None:
+            self.uow.after_commit(self.wake_delivery)

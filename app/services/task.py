@@ -1,12 +1,13 @@
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 from app.core.exceptions import NotFoundError, PreconditionFailedError
-from app.core.pagination import CursorCodec, PageResult
-from app.models import NotificationKind, Priority, Task, TaskRecord, TaskTag, User
+from app.core.pagination import CursorCodec, PageResult, paginate
+from app.models import NotificationKind, User
 from app.repositories.base import Keyset
-from app.repositories.task import TaskRepository, sort_value
+from app.repositories.task import TaskRepository
+from app.repositories.task_record import TaskRecord
+from app.repositories.task_sort import parse_sort_value, sort_value
 from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
 from app.services.notification import NotificationService
 
@@ -23,30 +24,29 @@ class TaskService:
         self.notifications = notifications
 
     async def get_task(self, user: User, task_id: int) -> TaskRecord:
-        """The one place that decides what a user may see: their own tasks, nothing else.
+        """A task the user may see (`task_visible_to`), or NotFoundError.
 
-        Another user's task is reported exactly like a task that never existed.
+        A task they may not see is reported exactly like a task that never existed.
         """
-        task = await self.tasks.get_for_owner(task_id, user.id)
+        task = await self.tasks.get_for_user(task_id, user_id=user.id)
         if task is None:
             raise NotFoundError(TASK_NOT_FOUND)
         return task
 
-    async def create_task(self, user: User, data: TaskCreate) -> Task:
+    async def create_task(self, user: User, data: TaskCreate) -> TaskRecord:
         now = datetime.now(UTC)
-        task = Task(
-            owner_id=user.id,
-            title=data.title,
-            description=data.description,
-            priority=data.priority,
-            due_at=data.due_at,
-            completed=False,
-            created_at=now,
-            updated_at=now,
-            version=1,
-            tag_links=[TaskTag(name=name, position=i) for i, name in enumerate(data.tags)],
-        )
-        await self.tasks.add(task)
+        values = {
+            "owner_id": user.id,
+            "title": data.title,
+            "description": data.description,
+            "priority": data.priority,
+            "due_at": data.due_at,
+            "completed": False,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        task = await self.tasks.create(values, tags=data.tags)
         # Same transaction: a task never exists without its notification, nor the reverse.
         await self.notifications.notify(
             task, NotificationKind.TASK_CREATED, f"Task created: {task.title}"
@@ -56,13 +56,10 @@ class TaskService:
     async def list_tasks(self, user: User, query: TaskListQuery) -> PageResult[TaskRecord]:
         sort, limit = query.sort, query.limit
         after = self._decode_cursor(query.cursor, sort) if query.cursor else None
-        rows = await self.tasks.list_for_owner(
+        rows = await self.tasks.list_for_user(
             user.id, query, sort, after=after, limit=limit + 1, now=datetime.now(UTC)
         )
-        # One row more than asked tells whether there is a next page, without a count(*).
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = self._encode_cursor(items[-1], sort) if more else None
-        return PageResult(items, next_cursor)
+        return paginate(rows, limit, partial(self._encode_cursor, sort=sort))
 
     async def update_task(
         self, user: User, task_id: int, data: TaskUpdate, *, if_match: int | None
@@ -74,8 +71,8 @@ class TaskService:
             return task
         tags: list[str] | None = changes.pop("tags", None)
         now = datetime.now(UTC)
-        updated = await self.tasks.update_for_owner(
-            task_id, user.id, changes, now=now, expected_version=if_match
+        updated = await self.tasks.update_for_user(
+            task_id, user_id=user.id, changes=changes, now=now, expected_version=if_match
         )
         if updated is None:
             raise await self._missing_or_stale(user, task_id)
@@ -87,16 +84,18 @@ class TaskService:
         if tags is None:
             return updated
         await self.tasks.replace_tags(updated.id, tags)
-        return await self.get_task(user, task_id)  # read again: with its new tags
+        return updated._replace(tags=tags)
 
     async def delete_task(self, user: User, task_id: int, *, if_match: int | None) -> None:
-        deleted = await self.tasks.delete_for_owner(task_id, user.id, expected_version=if_match)
+        deleted = await self.tasks.delete_for_user(
+            task_id, user_id=user.id, expected_version=if_match
+        )
         if not deleted:
             raise await self._missing_or_stale(user, task_id)
 
     async def _missing_or_stale(self, user: User, task_id: int) -> Exception:
         """After a conditional write matched nothing: was it not found, or a stale version?"""
-        version = await self.tasks.get_version_for_owner(task_id, user.id)
+        version = await self.tasks.get_version_for_user(task_id, user_id=user.id)
         if version is None:
             return NotFoundError(TASK_NOT_FOUND)
         return PreconditionFailedError(VERSION_MISMATCH)
@@ -113,16 +112,6 @@ class TaskService:
 
     def _decode_cursor(self, cursor: str, sort: TaskSort) -> Keyset:
         value, row_id = self.cursors.decode_keyset(
-            cursor, scope=sort.value, parse=partial(_parse_sort_value, sort)
+            cursor, scope=sort.value, parse=partial(parse_sort_value, sort)
         )
         return Keyset(value, row_id)
-
-
-def _parse_sort_value(sort: TaskSort, raw: Any) -> Any:
-    if raw is None:
-        if sort.field != "due_at":  # only the due date may be missing
-            raise ValueError("missing sort value")
-        return None
-    if sort.field == "priority":
-        return Priority(raw)
-    return datetime.fromisoformat(raw)

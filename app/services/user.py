@@ -1,4 +1,8 @@
+from functools import partial
+
+from app.core.database import AfterCommit
 from app.core.exceptions import ConflictError
+from app.core.identity_cache import IdentityCache
 from app.core.security import PasswordHasher
 from app.models import User
 from app.repositories.user import UserRepository
@@ -6,9 +10,19 @@ from app.schemas.user import UserCreate, UserUpdate
 
 
 class UserService:
-    def __init__(self, users: UserRepository, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        users: UserRepository,
+        hasher: PasswordHasher,
+        *,
+        identity_cache: IdentityCache | None,
+        uow: AfterCommit,
+    ) -> None:
         self.users = users
         self.hasher = hasher
+        # None outside a request (the CLI): see `ensure_admin`.
+        self.identity_cache = identity_cache
+        self.uow = uow
 
     async def register(self, data: UserCreate, *, is_admin: bool = False) -> User:
         # Hashed before the first query: on SQLite a write request holds the database's
@@ -28,13 +42,17 @@ class UserService:
         if "email" in data.model_fields_set:
             user.email = data.email
         await self.users.session.flush()
+        if "email" in data.model_fields_set and self.identity_cache is not None:
+            # After the commit, so that no reader re-caches the state from before it.
+            self.uow.after_commit(partial(self.identity_cache.invalidate_users, [user.id]))
         return user
 
     async def ensure_admin(self, data: UserCreate, *, promote: bool) -> User:
         """Create an admin, or promote an existing user when asked to (the CLI's create-admin).
 
         An existing admin is left as it is; an existing non-admin is refused unless `promote`.
-        The password only matters for a new account.
+        The password only matters for a new account. A promoted user's cached identity is
+        left to expire (AUTH_CACHE_TTL_SECONDS): the CLI has no identity cache.
         """
         existing = await self.users.get_by_username(data.username)
         if existing is None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
-from app.core.database import unit_of_work
+from app.core.database import UnitOfWork, unit_of_work
 from app.core.email import EmailSender, EmailSendError
 from app.core.metrics import NOTIFICATION_DELIVERIES_FAILED, NOTIFICATIONS_DELIVERED
 from app.core.pagination import CursorCodec
@@ -105,9 +105,13 @@ async def create_due_reminders(context: JobContext) -> dict[str, int]:
     """Create the due-soon and overdue reminders that are due now."""
     settings = context.settings
     email = EmailPolicy(settings.email_enabled, frozenset(settings.EMAIL_NOTIFICATION_KINDS))
-    async with unit_of_work(context.session_factory) as session:
+    async with UnitOfWork.begin(context.session_factory) as uow:
         service = NotificationService(
-            NotificationRepository(session), CursorCodec(settings.secret_key), email
+            NotificationRepository(uow.session),
+            CursorCodec(settings.secret_key),
+            email,
+            uow=uow,
+            wake_delivery=None,  # run_periodic_jobs delivers right after the reminders
         )
         created = await service.create_reminders(
             now=datetime.now(UTC), window=timedelta(seconds=settings.REMINDER_WINDOW_SECONDS)

@@ -1,7 +1,10 @@
 """A sweep over every operation of the OpenAPI schema: ownership, authentication, roles.
 
 - Every operation with an id in its path, sent by user B with user A's real ids: 404 with the
-  same body as an id that was never used (admin routes: 403, B is no administrator).
+  same body as an id that was never used (admin routes: 403, B is no administrator); and
+  with B's own task but A's comment: 404 as well (a comment is visible through its task).
+- Every list without ids in its path, read by B: none of A's rows. Marking all read as B
+  leaves A's notifications unread.
 - Every operation that needs a token, sent without one: 401 with `WWW-Authenticate: Bearer`.
 - The public operations are listed here: a new route without authentication fails this test
   until it is added to PUBLIC on purpose.
@@ -154,3 +157,58 @@ async def test_every_secured_operation_needs_a_token(app: FastAPI, client: Async
 @pytest.mark.parametrize("path", PUBLIC_PAGES)
 async def test_docs_are_public(client: AsyncClient, path: str) -> None:
     assert (await client.get(path)).status_code == 200
+
+
+async def test_another_users_comment_under_your_own_task_is_404(
+    app: FastAPI, client: AsyncClient, owner: Owner
+) -> None:
+    b = await register(client)
+    b_headers = bearer(await login(client, b["username"]))
+    b_task = await create_task(client, b_headers)
+    mixed = {**owner.ids, "task_id": b_task["id"]}
+    never_used = {**mixed, "comment_id": NEVER_USED_ID}
+    checked = []
+    for op in operations(app):
+        if "{comment_id}" not in op.path:
+            continue
+        response = await send(client, op, mixed, b_headers)
+        unknown = await send(client, op, never_used, b_headers)
+        assert response.status_code == 404, (op.label, response.text)
+        assert response.json() == unknown.json(), op.label
+        checked.append(op.label)
+    assert checked
+
+
+async def test_lists_show_none_of_another_users_rows(
+    app: FastAPI, client: AsyncClient, owner: Owner
+) -> None:
+    b = await register(client)
+    b_headers = bearer(await login(client, b["username"]))
+    listed = []
+    for op in operations(app):
+        if op.method != "GET" or op.has_ids or not op.secured or op.path.startswith("/admin"):
+            continue
+        response = await send(client, op, {}, b_headers)
+        assert response.status_code == 200, (op.label, response.text)
+        body = response.json()
+        if isinstance(body, dict) and "items" in body:
+            assert body["items"] == [], op.label
+            listed.append(op.label)
+    assert {"GET /tasks", "GET /notifications"} <= set(listed)
+
+
+async def test_marking_all_read_leaves_another_users_notifications_unread(
+    client: AsyncClient, owner: Owner
+) -> None:
+    b = await register(client)
+    b_headers = bearer(await login(client, b["username"]))
+
+    async def unread_of_a() -> list[int]:
+        page = await client.get("/notifications", params={"unread": "true"}, headers=owner.headers)
+        return [n["id"] for n in page.json()["items"]]
+
+    before = await unread_of_a()
+    assert (await client.post("/notifications/read-all", headers=b_headers)).status_code == 204
+
+    assert owner.ids["notification_id"] in before
+    assert await unread_of_a() == before

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security import PasswordHasher
-from app.dependencies import CurrentUser, SessionDep, get_current_admin
+from app.dependencies import CurrentUser, WriteUnitOfWork, get_current_admin
 from app.models import AuthSession, User
 from app.repositories.user import UserRepository
 from app.routers.params import MAX_ID
@@ -26,6 +26,7 @@ from tests.conftest import PASSWORD, bearer, login, register
 from tests.factories import (
     NEVER_USED_ID,
     RFC3339_UTC,
+    AfterCommitLog,
     assert_business_422,
     assert_validation_error,
     change_user_behind_its_back,
@@ -347,7 +348,9 @@ class TestAccessControl:
         member: Account,
     ) -> None:
         """`task-manager create-admin` goes through UserService.ensure_admin."""
-        service = UserService(UserRepository(session), password_hasher)
+        service = UserService(
+            UserRepository(session), password_hasher, identity_cache=None, uow=AfterCommitLog()
+        )
         created = await service.ensure_admin(
             UserCreate(username=unique_name("root"), password=PASSWORD), promote=False
         )
@@ -367,7 +370,9 @@ class TestAccessControl:
         # A write (never served from the identity cache) shows the role before.
         before = await client.patch(f"/admin/users/{member.id}", json={}, headers=member.headers)
         assert_json_detail(before, 403)
-        service = UserService(UserRepository(session), password_hasher)
+        service = UserService(
+            UserRepository(session), password_hasher, identity_cache=None, uow=AfterCommitLog()
+        )
         await service.ensure_admin(
             UserCreate(username=member.username, password=PASSWORD), promote=True
         )
@@ -571,9 +576,9 @@ def caller_loses_the_role_once_authorised(app: FastAPI, **meanwhile: bool) -> No
     as if a concurrent request had committed `meanwhile` just before this one took its locks
     (the race of two admins removing each other, made deterministic)."""
 
-    async def authorised_then_changed(user: CurrentUser, session: SessionDep) -> User:
+    async def authorised_then_changed(user: CurrentUser, uow: WriteUnitOfWork) -> User:
         admin = await get_current_admin(user)
-        await change_user_behind_its_back(session, admin.id, **meanwhile)
+        await change_user_behind_its_back(uow.session, admin.id, **meanwhile)
         return admin
 
     app.dependency_overrides[get_current_admin] = authorised_then_changed

@@ -29,6 +29,7 @@ from app.core.pagination import CursorCodec
 from app.models import DeliveryStatus, NotificationKind, Task, User
 from app.repositories.notification import NotificationRepository
 from app.services.notification import EmailPolicy, NotificationService
+from tests.factories import AfterCommitLog
 from tests.processes import (
     CeleryProcess,
     Processes,
@@ -189,6 +190,8 @@ async def seed_pending_deliveries(
                 NotificationRepository(session),
                 CursorCodec(settings.secret_key),
                 EmailPolicy(enabled=True, kinds=frozenset({NotificationKind.COMMENT_ADDED})),
+                uow=AfterCommitLog(),
+                wake_delivery=None,  # the worker under test finds them on its own
             )
             for n in range(count):
                 await service.notify(task, NotificationKind.COMMENT_ADDED, f"Seeded comment {n}")

@@ -25,7 +25,7 @@ from app.core.database import unit_of_work
 from app.core.migrations import upgrade
 from app.main import create_app
 from app.models import DeliveryStatus, NotificationDelivery
-from tests.conftest import bearer, login, register
+from tests.conftest import bearer, login, register, resources
 from tests.factories import create_comment, create_task
 from tests.smtp import HangingSmtpServer, SmtpServer
 
@@ -68,7 +68,7 @@ async def running_app(database_url: str, **overrides: Any) -> AsyncIterator[Runn
 
 
 async def deliveries(running: RunningApp) -> list[NotificationDelivery]:
-    async with unit_of_work(running.app.state.session_factory, write=False) as session:
+    async with unit_of_work(resources(running.app).session_factory, write=False) as session:
         rows = await session.scalars(select(NotificationDelivery).order_by(NotificationDelivery.id))
         return list(rows)
 

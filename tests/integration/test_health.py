@@ -11,7 +11,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import is_postgres
+from tests.conftest import is_postgres, resources
 
 # The health probe gives the database 2 s; the answer must not wait much longer than that
 # (the connect timeout, DB_CONNECT_TIMEOUT_SECONDS, is 5 s: the probe must not wait for it).
@@ -60,10 +60,10 @@ async def app_with_redis_at(
 
     yield build
     for app in apps:
-        app.state.password_hasher.close()
-        await app.state.identity_cache.close()
-        await app.state.rate_limiter.aclose()
-        await app.state.engine.dispose()
+        resources(app).password_hasher.close()
+        await resources(app).identity_cache.close()
+        await resources(app).rate_limiter.aclose()
+        await resources(app).engine.dispose()
 
 
 class TestReadinessOfTheCache:
@@ -130,8 +130,8 @@ async def unreachable_database_app(settings: Settings, tmp_path: Path) -> AsyncI
         url = f"sqlite:///{tmp_path / 'no-such-directory' / 'task_manager.db'}"
     app = create_app(settings.model_copy(update={"DATABASE_URL": url}))
     yield app
-    app.state.password_hasher.close()
-    await app.state.engine.dispose()
+    resources(app).password_hasher.close()
+    await resources(app).engine.dispose()
 
 
 async def detailed_health(app: FastAPI) -> tuple[int, dict[str, Any], float]:
@@ -157,8 +157,8 @@ class TestReadinessWithTheDatabaseDown:
         try:
             status, body, elapsed = await detailed_health(app)
         finally:
-            app.state.password_hasher.close()
-            await app.state.engine.dispose()
+            resources(app).password_hasher.close()
+            await resources(app).engine.dispose()
         assert status == 503, body
         assert body["status"] == "unhealthy"
         assert body["database"]["status"] != "ok"
@@ -217,8 +217,8 @@ class TestRequestsWithTheDatabaseDown:
         try:
             response, elapsed = await timed_request(app, "GET", "/tasks", headers=auth_headers)
         finally:
-            app.state.password_hasher.close()
-            await app.state.engine.dispose()
+            resources(app).password_hasher.close()
+            await resources(app).engine.dispose()
         assert_unavailable(response)
         assert elapsed < MAX_UNHEALTHY_SECONDS
 

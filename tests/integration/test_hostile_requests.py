@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.core.security import PasswordHasher
 from app.models import Comment, Notification, Task, User
-from tests.conftest import bearer, login, register
+from tests.conftest import bearer, login, register, use_password_hasher
 from tests.factories import create_comment, create_task
 
 Json = dict[str, Any]
@@ -674,7 +674,7 @@ def cheap_hasher() -> Iterator[PasswordHasher]:
 async def world(
     app: FastAPI, client: AsyncClient, settings: Settings, cheap_hasher: PasswordHasher
 ) -> World:
-    app.state.password_hasher = cheap_hasher
+    use_password_hasher(app, cheap_hasher)
     user = await register(client)
     tokens = await login(client, user["username"])
     headers = bearer(tokens)

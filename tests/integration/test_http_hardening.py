@@ -30,7 +30,7 @@ from app.core.config import Settings
 from app.core.security import PasswordHasher
 from app.main import create_app
 from app.models import User
-from tests.conftest import PASSWORD, bearer, login, register
+from tests.conftest import PASSWORD, bearer, login, register, resources, use_password_hasher
 from tests.factories import create_task
 from tests.server import (
     HOST,
@@ -150,15 +150,15 @@ def build_client(
     async def build(**overrides: Any) -> AsyncIterator[AsyncClient]:
         app = create_app(settings.model_copy(update=overrides), session_factory=session_factory)
         app.add_api_route("/explode", explode)
-        app.state.password_hasher.close()
-        app.state.password_hasher = password_hasher
+        resources(app).password_hasher.close()
+        use_password_hasher(app, password_hasher)
         try:
             async with AsyncClient(
                 transport=ASGITransport(app=app), base_url="http://test"
             ) as client:
                 yield client
         finally:
-            await app.state.engine.dispose()
+            await resources(app).engine.dispose()
 
     return build
 

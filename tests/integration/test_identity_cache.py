@@ -13,7 +13,7 @@ from app.core.config import Settings
 from app.core.security import PasswordHasher
 from app.main import create_app
 from app.models import User
-from tests.conftest import PASSWORD, bearer, login, register
+from tests.conftest import PASSWORD, bearer, login, register, resources, use_password_hasher
 
 
 async def me(client: AsyncClient, tokens: dict[str, Any]) -> Any:
@@ -96,8 +96,8 @@ async def two_instances(
     apps = [create_app(shared, session_factory=session_factory) for _ in range(2)]
     clients = []
     for app in apps:
-        app.state.password_hasher.close()
-        app.state.password_hasher = password_hasher
+        resources(app).password_hasher.close()
+        use_password_hasher(app, password_hasher)
         clients.append(AsyncClient(transport=ASGITransport(app=app), base_url="http://test"))
     try:
         yield clients[0], clients[1]
@@ -105,8 +105,8 @@ async def two_instances(
         for client in clients:
             await client.aclose()
         for app in apps:
-            await app.state.identity_cache.close()
-            await app.state.engine.dispose()
+            await resources(app).identity_cache.close()
+            await resources(app).engine.dispose()
 
 
 class TestAcrossInstances:

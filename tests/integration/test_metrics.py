@@ -28,7 +28,7 @@ from app.middleware import MetricsMiddleware
 from app.models import User
 from app.services.task import TaskService
 from tests import factories
-from tests.conftest import PASSWORD, bearer, login, register
+from tests.conftest import PASSWORD, bearer, login, register, resources
 from tests.server import (
     REQUEST_TIMEOUT_SECONDS,
     ServerProcess,
@@ -129,8 +129,8 @@ class TestExposition:
             assert response.status_code == 404
             assert all(m.cls is not MetricsMiddleware for m in app.user_middleware)
         finally:
-            app.state.password_hasher.close()
-            await app.state.engine.dispose()
+            resources(app).password_hasher.close()
+            await resources(app).engine.dispose()
 
 
 class TestRequestLabels:
@@ -280,8 +280,8 @@ async def committing_app(settings: Settings, scratch_database_url: str) -> Async
     await asyncio.to_thread(upgrade, scratch_database_url, configure_logging=False)
     app = create_app(settings.model_copy(update={"DATABASE_URL": scratch_database_url}))
     yield app
-    app.state.password_hasher.close()
-    await app.state.engine.dispose()
+    resources(app).password_hasher.close()
+    await resources(app).engine.dispose()
 
 
 async def fail_the_commit_of_every_new_task(engine: AsyncEngine) -> None:
@@ -334,7 +334,7 @@ class TestBusinessCounters:
         ) as client:
             account = await register(client)
             headers = bearer(await login(client, account["username"]))
-            await fail_the_commit_of_every_new_task(committing_app.state.engine)
+            await fail_the_commit_of_every_new_task(resources(committing_app).engine)
             before = await scrape(client)
 
             response = await client.post("/tasks", json={"title": "lost"}, headers=headers)

@@ -8,10 +8,11 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.dependencies import CursorCodecDep, SessionDep, get_notification_service
+from app.dependencies import ResourcesDep, WriteUnitOfWork, build_task_service, get_task_service
 from app.models import Notification, Task
 from app.repositories.notification import NotificationRepository
 from app.services.notification import EmailPolicy, NotificationService
+from app.services.task import TaskService
 from tests.factories import (
     NEVER_USED_ID,
     RFC3339_UTC,
@@ -316,15 +317,21 @@ async def test_a_failing_notification_fails_the_request_and_keeps_no_task(
     user: Json,
     session: AsyncSession,
 ) -> None:
-    def failing(session: SessionDep, cursors: CursorCodecDep) -> NotificationService:
-        policy = EmailPolicy(enabled=False, kinds=frozenset())
-        return FailingNotificationService(NotificationRepository(session), cursors, policy)
+    async def failing(uow: WriteUnitOfWork, resources: ResourcesDep) -> TaskService:
+        notifications = FailingNotificationService(
+            NotificationRepository(uow.session),
+            resources.cursor_codec,
+            EmailPolicy(enabled=False, kinds=frozenset()),
+            uow=uow,
+            wake_delivery=None,
+        )
+        return build_task_service(uow, resources, notifications)
 
-    app.dependency_overrides[get_notification_service] = failing
+    app.dependency_overrides[get_task_service] = failing
     try:
         response = await client.post("/tasks", json={"title": "Lost"}, headers=auth_headers)
     finally:
-        app.dependency_overrides.pop(get_notification_service)
+        app.dependency_overrides.pop(get_task_service)
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error"}

@@ -23,6 +23,7 @@ from app.core.config import Settings
 from app.core.metrics import UNMATCHED_ROUTE
 from app.core.security import PasswordHasher
 from app.main import create_app
+from tests.conftest import resources, use_password_hasher
 from tests.integration.test_metrics import Scrape
 from tests.server import REQUEST_TIMEOUT_SECONDS, start_server, stop_checked
 
@@ -61,15 +62,15 @@ def client_from(
     @asynccontextmanager
     async def build(address: str | None, **overrides: Any) -> AsyncIterator[AsyncClient]:
         app = create_app(settings.model_copy(update=overrides), session_factory=session_factory)
-        app.state.password_hasher.close()
-        app.state.password_hasher = password_hasher
+        resources(app).password_hasher.close()
+        use_password_hasher(app, password_hasher)
         asgi: Any = app if address is not None else without_client(app)
         transport = ASGITransport(app=asgi, client=(address or "unused", 5000))
         try:
             async with AsyncClient(transport=transport, base_url="http://test") as client:
                 yield client
         finally:
-            await app.state.engine.dispose()
+            await resources(app).engine.dispose()
 
     return build
 

@@ -23,7 +23,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.core.config import Settings
 from app.core.security import PasswordHasher
 from app.main import create_app
-from tests.conftest import PASSWORD, bearer, login, register
+from tests.conftest import PASSWORD, bearer, login, register, resources, use_password_hasher
 from tests.server import free_port
 
 WRONG_PASSWORD = "not the right password"
@@ -62,8 +62,8 @@ class Harness:
         app writes there is rolled back)."""
         settings = self.settings.model_copy(update={"RATE_LIMIT_ENABLED": True, **overrides})
         app = create_app(settings, session_factory=None if own_engine else self.session_factory)
-        app.state.password_hasher.close()
-        app.state.password_hasher = self.password_hasher
+        resources(app).password_hasher.close()
+        use_password_hasher(app, self.password_hasher)
         self.apps.append(app)
         return app
 
@@ -88,9 +88,9 @@ class Harness:
         for client in self.clients:
             await client.aclose()
         for app in self.apps:
-            await app.state.rate_limiter.aclose()
-            await app.state.identity_cache.close()
-            await app.state.engine.dispose()
+            await resources(app).rate_limiter.aclose()
+            await resources(app).identity_cache.close()
+            await resources(app).engine.dispose()
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ class TestLoginPerUsername:
             overrides["REDIS_URL"] = request.getfixturevalue("redis_url")
         app = harness.app(own_engine=True, **overrides)
         hasher = CountingHasher(harness.password_hasher)
-        app.state.password_hasher = hasher
+        use_password_hasher(app, hasher)
         limited = harness.client(app)
         name = unique_name()  # unknown: verified against the dummy hash, nothing written
 
@@ -467,7 +467,7 @@ class TestStorage:
         ]
         assert statuses == [401] * 5 + [429]  # counted in this process's memory meanwhile
         assert (await limited.get("/auth/me", headers=bearer(tokens))).status_code == 200
-        assert not app.state.rate_limiter.shared
+        assert not resources(app).rate_limiter.shared
 
 
 class TestOpenAPI:

@@ -28,7 +28,14 @@ from app.services.admin import (
     USER_NOT_FOUND,
     AdminService,
 )
-from tests.factories import CURSOR_KEY, NEVER_USED_ID, change_user_behind_its_back, create_user
+from tests import factories
+from tests.factories import (
+    CURSOR_KEY,
+    NEVER_USED_ID,
+    change_user_behind_its_back,
+    create_user,
+    identity_generation,
+)
 
 
 @pytest.fixture
@@ -38,7 +45,13 @@ def codec() -> CursorCodec:
 
 @pytest.fixture
 def service(session: AsyncSession, codec: CursorCodec) -> AdminService:
-    return AdminService(UserRepository(session), AuthSessionRepository(session), codec)
+    return AdminService(
+        UserRepository(session),
+        AuthSessionRepository(session),
+        codec,
+        identity_cache=factories.identity_cache(),
+        uow=factories.AfterCommitLog(),
+    )
 
 
 async def create_admin(session: AsyncSession, username: str | None = None) -> User:
@@ -170,6 +183,26 @@ class TestUpdateUser:
         with pytest.raises(NotFoundError) as caught:
             await service.update_user(admin, NEVER_USED_ID, update(is_active=False))
         assert caught.value.detail == USER_NOT_FOUND
+
+    @pytest.mark.parametrize("change", [{"is_active": False}, {"is_admin": True}])
+    async def test_a_change_invalidates_the_users_identity_after_the_commit(
+        self, service: AdminService, admin: User, member: User, change: dict[str, bool]
+    ) -> None:
+        await service.update_user(admin, member.id, update(**change))
+
+        assert isinstance(service.uow, factories.AfterCommitLog)
+        assert await identity_generation(service.identity_cache, member.id) == 0
+        await service.uow.run()
+        assert await identity_generation(service.identity_cache, member.id) == 1
+        assert await identity_generation(service.identity_cache, admin.id) == 0
+
+    async def test_an_empty_update_registers_nothing(
+        self, service: AdminService, admin: User, member: User
+    ) -> None:
+        await service.update_user(admin, member.id, update())
+
+        assert isinstance(service.uow, factories.AfterCommitLog)
+        assert service.uow.callbacks == []
 
     async def test_deactivation_revokes_every_session_of_the_user(
         self, service: AdminService, session: AsyncSession, admin: User, member: User

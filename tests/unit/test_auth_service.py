@@ -1,3 +1,4 @@
+import contextlib
 import uuid
 
 import pytest
@@ -14,11 +15,11 @@ from app.core.exceptions import (
 from app.core.security import PasswordHasher, TokenCodec, TokenType
 from app.models import AuthSession, RefreshToken, User
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
-from app.repositories.identity_cache import IdentityCache, MemoryBackend
 from app.repositories.user import UserRepository
 from app.schemas.auth import TokenPair
 from app.services.auth import BAD_CREDENTIALS, USER_GONE, WRONG_CURRENT_PASSWORD, AuthService
-from tests.factories import change_user_behind_its_back
+from tests import factories
+from tests.factories import change_user_behind_its_back, identity_generation
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"
@@ -35,14 +36,15 @@ def auth(
         refresh_tokens=RefreshTokenRepository(session),
         hasher=password_hasher,
         tokens=token_codec,
+        identity_cache=factories.identity_cache(),
+        uow=factories.AfterCommitLog(),
     )
 
 
 @pytest.fixture
-def cached_auth(auth: AuthService) -> AuthService:
-    """The same service with an identity cache, as read-only requests get it."""
-    auth.identity_cache = IdentityCache(MemoryBackend(), ttl_seconds=30)
-    return auth
+def after_commit(auth: AuthService) -> factories.AfterCommitLog:
+    assert isinstance(auth.uow, factories.AfterCommitLog)
+    return auth.uow
 
 
 async def _make_user(session: AsyncSession, hasher: PasswordHasher, **fields: object) -> User:
@@ -183,29 +185,28 @@ class TestAuthenticate:
         assert caught.value.detail == "This account is inactive"
 
     async def test_a_cached_identity_is_only_its_own_sessions(
-        self, cached_auth: AuthService, user: User, token_codec: TokenCodec
+        self, auth: AuthService, user: User, token_codec: TokenCodec
     ) -> None:
-        kept = await cached_auth.login(user.username, PASSWORD)
-        revoked = await cached_auth.login(user.username, PASSWORD)
-        await cached_auth.authenticate(kept.access_token)  # now in the cache
+        kept = await auth.login(user.username, PASSWORD)
+        revoked = await auth.login(user.username, PASSWORD)
+        await auth.authenticate(kept.access_token, cached=True)  # now in the cache
         claims = token_codec.decode(revoked.access_token, TokenType.ACCESS)
-        await cached_auth.sessions.revoke(claims.session_id, at=claims.expires_at)
+        await auth.sessions.revoke(claims.session_id, at=claims.expires_at)
 
         with pytest.raises(AuthenticationError):
-            await cached_auth.authenticate(revoked.access_token)
+            await auth.authenticate(revoked.access_token, cached=True)
 
     async def test_a_cached_identity_follows_its_users_changes(
-        self, cached_auth: AuthService, user: User, session: AsyncSession
+        self, auth: AuthService, user: User, session: AsyncSession
     ) -> None:
-        pair = await cached_auth.login(user.username, PASSWORD)
-        await cached_auth.authenticate(pair.access_token)  # now in the cache
+        pair = await auth.login(user.username, PASSWORD)
+        await auth.authenticate(pair.access_token, cached=True)  # now in the cache
         user.is_active = False
         await session.flush()
-        assert cached_auth.identity_cache is not None
-        await cached_auth.identity_cache.invalidate_users([user.id])
+        await auth.identity_cache.invalidate_users([user.id])
 
         with pytest.raises(AuthenticationError):
-            await cached_auth.authenticate(pair.access_token)
+            await auth.authenticate(pair.access_token, cached=True)
 
 
 class TestRefresh:
@@ -433,3 +434,61 @@ class TestChangePassword:
         await self._change(auth, user, pair, token_codec)
 
         assert await self._login(auth, user, NEW_PASSWORD)
+
+
+class TestIdentityInvalidation:
+    """Changes to who a session is register an invalidation, run only after the commit."""
+
+    async def test_logout_invalidates_the_user_after_the_commit(
+        self,
+        auth: AuthService,
+        after_commit: factories.AfterCommitLog,
+        user: User,
+        token_codec: TokenCodec,
+    ) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        await auth.logout(
+            token_codec.decode(pair.access_token, TokenType.ACCESS), pair.refresh_token
+        )
+
+        assert await identity_generation(auth.identity_cache, user.id) == 0
+        await after_commit.run()
+        assert await identity_generation(auth.identity_cache, user.id) == 1
+
+    async def test_refresh_token_reuse_invalidates_the_user(
+        self, auth: AuthService, after_commit: factories.AfterCommitLog, user: User
+    ) -> None:
+        first = await auth.login(user.username, PASSWORD)
+        await auth.refresh(first.refresh_token)
+        assert after_commit.callbacks == []  # a rotation changes no identity
+
+        with pytest.raises(TokenReuseError):
+            await auth.refresh(first.refresh_token)
+
+        await after_commit.run()
+        assert await identity_generation(auth.identity_cache, user.id) == 1
+
+    @pytest.mark.parametrize(
+        ("current_password", "invalidations"), [(PASSWORD, 1), ("not my password", 0)]
+    )
+    async def test_a_password_change_invalidates_the_user(
+        self,
+        auth: AuthService,
+        after_commit: factories.AfterCommitLog,
+        user: User,
+        token_codec: TokenCodec,
+        current_password: str,
+        invalidations: int,
+    ) -> None:
+        pair = await auth.login(user.username, PASSWORD)
+        with contextlib.suppress(InvalidRequestError):  # the wrong password: refused
+            await auth.change_password(
+                user,
+                token_codec.decode(pair.access_token, TokenType.ACCESS),
+                current_password=current_password,
+                new_password=NEW_PASSWORD,
+            )
+        await auth.authenticate(pair.access_token, cached=True)  # a read registers nothing
+
+        await after_commit.run()
+        assert await identity_generation(auth.identity_cache, user.id) == invalidations

@@ -20,7 +20,7 @@ ADMIN_PASSWORD = "admin password 123"
 REGISTER_USER = """
 import asyncio, sys
 from app.core.config import load_settings
-from app.core.database import create_engine, create_session_factory, unit_of_work
+from app.core.database import UnitOfWork, create_engine, create_session_factory
 from app.core.security import PasswordHasher
 from app.repositories.user import UserRepository
 from app.schemas.user import UserCreate
@@ -31,9 +31,10 @@ async def main() -> None:
     engine = create_engine(settings)
     hasher = PasswordHasher.from_settings(settings)
     try:
-        async with unit_of_work(create_session_factory(engine)) as session:
+        async with UnitOfWork.begin(create_session_factory(engine)) as uow:
             data = UserCreate(username=sys.argv[1], password="a regular password")
-            await UserService(UserRepository(session), hasher).register(data)
+            users = UserService(UserRepository(uow.session), hasher, identity_cache=None, uow=uow)
+            await users.register(data)
     finally:
         hasher.close()
         await engine.dispose()

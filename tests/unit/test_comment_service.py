@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.exceptions import BusinessValidationError, NotFoundError
 from app.core.pagination import CursorCodec
-from app.models import Comment, Task, User
+from app.models import Comment, User
+from app.repositories.task_record import TaskRecord
 from app.schemas.comment import CommentCreate
 from app.schemas.common import PageQuery
 from app.schemas.task import TaskCreate, TaskListQuery
@@ -41,7 +42,7 @@ def service(session: AsyncSession, task_service: TaskService) -> CommentService:
 
 
 @pytest.fixture
-async def task(task_service: TaskService, owner: User) -> Task:
+async def task(task_service: TaskService, owner: User) -> TaskRecord:
     return await task_service.create_task(owner, TaskCreate(title="t"))
 
 
@@ -52,13 +53,13 @@ async def comment_texts(session: AsyncSession, task_id: int) -> list[str]:
     return list(texts)
 
 
-async def say(service: CommentService, user: User, task: Task, text: str = "c") -> Comment:
+async def say(service: CommentService, user: User, task: TaskRecord, text: str = "c") -> Comment:
     return await service.create_comment(user, task.id, CommentCreate(text=text))
 
 
 class TestCreateComment:
     async def test_stores_the_comment(
-        self, service: CommentService, owner: User, task: Task, session: AsyncSession
+        self, service: CommentService, owner: User, task: TaskRecord, session: AsyncSession
     ) -> None:
         comment = await say(service, owner, task, "  hello  ")
 
@@ -71,7 +72,7 @@ class TestCreateComment:
         self,
         service: CommentService,
         stranger: User,
-        task: Task,
+        task: TaskRecord,
         session: AsyncSession,
     ) -> None:
         with pytest.raises(NotFoundError, match="Task not found"):
@@ -88,7 +89,7 @@ class TestCreateComment:
 
 class TestListComments:
     async def test_lists_oldest_first_across_pages(
-        self, service: CommentService, owner: User, task: Task, session: AsyncSession
+        self, service: CommentService, owner: User, task: TaskRecord, session: AsyncSession
     ) -> None:
         made = [await say(service, owner, task, str(i)) for i in range(5)]
         # Two share a timestamp: the id decides between them.
@@ -111,14 +112,14 @@ class TestListComments:
         assert cursor is None
 
     async def test_an_empty_task_has_an_empty_page(
-        self, service: CommentService, owner: User, task: Task
+        self, service: CommentService, owner: User, task: TaskRecord
     ) -> None:
         page = await service.list_comments(owner, task.id, PageQuery())
 
         assert (page.items, page.next_cursor) == ([], None)
 
     async def test_another_owners_task_is_not_found(
-        self, service: CommentService, owner: User, stranger: User, task: Task
+        self, service: CommentService, owner: User, stranger: User, task: TaskRecord
     ) -> None:
         await say(service, owner, task)
 
@@ -130,7 +131,7 @@ class TestListComments:
         service: CommentService,
         task_service: TaskService,
         owner: User,
-        task: Task,
+        task: TaskRecord,
     ) -> None:
         await task_service.create_task(owner, TaskCreate(title="second"))
         tasks_page = await task_service.list_tasks(owner, TaskListQuery(limit=1))
@@ -141,13 +142,13 @@ class TestListComments:
 
     @pytest.mark.parametrize("cursor", ["garbage", "abc.é", "eyJ9.AAAA"])
     async def test_a_garbage_cursor_is_rejected(
-        self, service: CommentService, owner: User, task: Task, cursor: str
+        self, service: CommentService, owner: User, task: TaskRecord, cursor: str
     ) -> None:
         with pytest.raises(BusinessValidationError):
             await service.list_comments(owner, task.id, PageQuery(cursor=cursor))
 
     async def test_a_signed_cursor_with_a_bad_timestamp_is_rejected(
-        self, service: CommentService, owner: User, task: Task
+        self, service: CommentService, owner: User, task: TaskRecord
     ) -> None:
         cursor = CursorCodec("k" * 40).encode({"s": "comments", "v": "yesterday", "id": 1})
 
@@ -157,7 +158,7 @@ class TestListComments:
 
 class TestDeleteComment:
     async def test_deletes_the_comment(
-        self, service: CommentService, owner: User, task: Task, session: AsyncSession
+        self, service: CommentService, owner: User, task: TaskRecord, session: AsyncSession
     ) -> None:
         gone = await say(service, owner, task, "gone")
         await say(service, owner, task, "kept")
@@ -167,7 +168,7 @@ class TestDeleteComment:
         assert await comment_texts(session, task.id) == ["kept"]
 
     async def test_an_unknown_comment_is_not_found(
-        self, service: CommentService, owner: User, task: Task
+        self, service: CommentService, owner: User, task: TaskRecord
     ) -> None:
         with pytest.raises(NotFoundError, match="Comment not found"):
             await service.delete_comment(owner, task.id, MISSING_ID)
@@ -177,7 +178,7 @@ class TestDeleteComment:
         service: CommentService,
         task_service: TaskService,
         owner: User,
-        task: Task,
+        task: TaskRecord,
         session: AsyncSession,
     ) -> None:
         other = await task_service.create_task(owner, TaskCreate(title="other"))
@@ -193,7 +194,7 @@ class TestDeleteComment:
         service: CommentService,
         owner: User,
         stranger: User,
-        task: Task,
+        task: TaskRecord,
         session: AsyncSession,
     ) -> None:
         comment = await say(service, owner, task, "mine")
@@ -208,7 +209,7 @@ class TestDeleteComment:
         service: CommentService,
         owner: User,
         stranger: User,
-        task: Task,
+        task: TaskRecord,
         session: AsyncSession,
     ) -> None:
         # Not reachable over HTTP today (only owners comment), but the rule is the service's.

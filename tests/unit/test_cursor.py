@@ -1,4 +1,4 @@
-"""CursorCodec: signed, opaque keyset cursors."""
+"""CursorCodec: signed, opaque keyset cursors; paginate: a page from limit + 1 rows."""
 
 import base64
 import json
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app.core.exceptions import BusinessValidationError
-from app.core.pagination import CursorCodec
+from app.core.pagination import CursorCodec, PageResult, paginate
 
 
 @pytest.fixture
@@ -136,3 +136,12 @@ class TestKeyset:
 
         with pytest.raises(BusinessValidationError):
             codec.decode_keyset(flip(cursor, 3), scope="s", parse=int)
+
+
+class TestPaginate:
+    def test_the_extra_row_makes_a_cursor_after_the_last_row_shown(self) -> None:
+        assert paginate([1, 2, 3], 2, lambda last: f"after {last}") == PageResult([1, 2], "after 2")
+
+    @pytest.mark.parametrize("rows", [[], [1], [1, 2]])
+    def test_no_extra_row_is_the_last_page(self, rows: list[int]) -> None:
+        assert paginate(rows, 2, lambda last: f"after {last}") == PageResult(rows, None)

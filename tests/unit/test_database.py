@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings, load_settings
 from app.core.database import (
+    UnitOfWork,
     create_engine,
     create_read_session_factory,
     create_session_factory,
@@ -168,6 +169,89 @@ class TestUnitOfWork:
         with pytest.raises(TokenReuseError):
             await _add_then_raise(session_factory, user, TokenReuseError("reused"))
         assert await _exists(session_factory, user.username)
+
+
+class TestAfterCommit:
+    async def test_callbacks_run_after_the_commit_in_order(
+        self, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        user = _user()
+        seen: list[tuple[str, bool]] = []
+
+        async def invalidate() -> None:
+            seen.append(("invalidate", await _exists(session_factory, user.username)))
+
+        def wake() -> None:
+            seen.append(("wake", True))
+
+        async with UnitOfWork.begin(session_factory) as uow:
+            await UserRepository(uow.session).add(user)
+            uow.after_commit(invalidate)
+            uow.after_commit(wake)
+            assert seen == []
+        # `invalidate` saw the row committed (another session found it).
+        assert seen == [("invalidate", True), ("wake", True)]
+
+    async def test_the_same_callback_registered_twice_runs_once(
+        self, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        calls: list[str] = []
+
+        class Jobs:
+            def outbox_written(self) -> None:
+                calls.append("wake")
+
+        jobs = Jobs()
+        async with UnitOfWork.begin(session_factory) as uow:
+            uow.after_commit(jobs.outbox_written)
+            uow.after_commit(jobs.outbox_written)
+        assert calls == ["wake"]
+
+    @staticmethod
+    async def _register_then_raise(
+        factory: async_sessionmaker[AsyncSession], calls: list[str], error: Exception
+    ) -> None:
+        async with UnitOfWork.begin(factory) as uow:
+            await UserRepository(uow.session).add(_user())
+            uow.after_commit(lambda: calls.append("ran"))
+            raise error
+
+    @pytest.mark.parametrize("error", [RuntimeError("boom"), ConflictError("no")])
+    async def test_nothing_runs_after_a_rollback(
+        self, session_factory: async_sessionmaker[AsyncSession], error: Exception
+    ) -> None:
+        calls: list[str] = []
+        with pytest.raises(type(error)):
+            await self._register_then_raise(session_factory, calls, error)
+        assert calls == []
+
+    async def test_a_domain_error_that_keeps_changes_runs_them(
+        self, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        calls: list[str] = []
+        with pytest.raises(TokenReuseError):
+            await self._register_then_raise(session_factory, calls, TokenReuseError("reused"))
+        assert calls == ["ran"]
+
+    async def test_a_failing_callback_is_logged_and_the_others_still_run(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        user = _user()
+        calls: list[str] = []
+
+        async def broken() -> None:
+            raise ConnectionError("cache down")
+
+        async with UnitOfWork.begin(session_factory) as uow:  # no exception escapes
+            await UserRepository(uow.session).add(user)
+            uow.after_commit(broken)
+            uow.after_commit(lambda: calls.append("ran"))
+
+        assert calls == ["ran"]
+        assert await _exists(session_factory, user.username)
+        assert "after-commit callback failed" in caplog.text
 
     async def test_concurrent_sqlite_writers_queue_instead_of_failing(
         self, sqlite_file_engine: AsyncEngine

@@ -4,13 +4,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.models import User
-from app.repositories.identity_cache import (
+from app.core.identity_cache import (
     IdentityCache,
     MemoryBackend,
     RedisBackend,
     _entry_key,
 )
+from app.models import User
 
 
 def make_user(user_id: int = 7, **fields: object) -> User:

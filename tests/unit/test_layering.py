@@ -66,3 +66,37 @@ class TestOnlyTheUnitOfWorkCommits:
             if ".commit(" in path.read_text(encoding="utf-8")
         ]
         assert offenders == []
+
+
+def source(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+class TestStateIsPassedExplicitly:
+    """No side channels between layers (STYLE.md): typed objects, passed explicitly."""
+
+    def test_no_session_info_flags_or_global_session_listeners(self) -> None:
+        # Side effects after the commit are registered on the unit of work (`after_commit`).
+        offenders = [
+            str(path.relative_to(ROOT))
+            for path in sorted(APP.rglob("*.py"))
+            if any(text in source(path) for text in ("session.info", "listens_for(Session"))
+        ]
+        assert offenders == []
+
+    def test_app_state_holds_only_the_resources(self) -> None:
+        """Everything shared lives in the typed `Resources` (app/resources.py)."""
+        offenders = {
+            str(path.relative_to(ROOT)): sorted(
+                {
+                    node.attr
+                    for node in ast.walk(ast.parse(source(path)))
+                    if isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "state"
+                    and node.attr != "resources"
+                }
+            )
+            for path in sorted(APP.rglob("*.py"))
+        }
+        assert {name: found for name, found in offenders.items() if found} == {}

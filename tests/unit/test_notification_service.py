@@ -20,8 +20,9 @@ from app.models import (
     Task,
     User,
 )
-from app.repositories.notification import OUTBOX_WRITTEN, NotificationRepository
+from app.repositories.notification import NotificationRepository
 from app.repositories.task import TaskRepository
+from app.repositories.task_record import TaskRecord
 from app.schemas.comment import CommentCreate
 from app.schemas.notification import NotificationListQuery
 from app.schemas.task import TaskCreate, TaskUpdate
@@ -56,11 +57,11 @@ def service(tasks: TaskService) -> NotificationService:
     return tasks.notifications
 
 
-async def make(tasks: TaskService, user: User, **fields: Any) -> Task:
+async def make(tasks: TaskService, user: User, **fields: Any) -> TaskRecord:
     return await tasks.create_task(user, TaskCreate.model_validate({"title": "t", **fields}))
 
 
-async def update(tasks: TaskService, user: User, task: Task, **fields: Any) -> Task:
+async def update(tasks: TaskService, user: User, task: TaskRecord, **fields: Any) -> TaskRecord:
     return await tasks.update_task(user, task.id, TaskUpdate.model_validate(fields), if_match=None)
 
 
@@ -216,10 +217,11 @@ class TestEmailOutbox:
     async def test_a_comment_queues_one_e_mail_to_the_owner(
         self, session: AsyncSession, addressed: User
     ) -> None:
-        tasks = factories.task_service(session, email=OUTBOX_KINDS)
+        uow = factories.AfterCommitLog()
+        tasks = factories.task_service(session, email=OUTBOX_KINDS, uow=uow)
         task = await make(tasks, addressed)
         assert await self.deliveries(session) == []  # task_created is not an e-mail kind
-        assert OUTBOX_WRITTEN not in session.info
+        assert uow.callbacks == []
 
         comment = CommentCreate(text="hi")
         await factories.comment_service(session, tasks).create_comment(addressed, task.id, comment)
@@ -229,12 +231,14 @@ class TestEmailOutbox:
         assert notification is not None
         assert notification.kind == NotificationKind.COMMENT_ADDED
         assert (delivery.status, delivery.recipient) == (DeliveryStatus.PENDING, addressed.email)
-        assert session.info[OUTBOX_WRITTEN] is True
+        # The delivery job is woken once the comment and its e-mail have committed.
+        assert uow.callbacks == [factories.wake_delivery]
 
     async def test_a_user_without_an_address_gets_no_e_mail(
         self, session: AsyncSession, owner: User
     ) -> None:
-        tasks = factories.task_service(session, email=OUTBOX_KINDS)
+        uow = factories.AfterCommitLog()
+        tasks = factories.task_service(session, email=OUTBOX_KINDS, uow=uow)
         task = await make(tasks, owner)
 
         await factories.comment_service(session, tasks).create_comment(
@@ -243,13 +247,14 @@ class TestEmailOutbox:
 
         assert await count(session, Notification, Notification.user_id == owner.id) == 2
         assert await self.deliveries(session) == []
-        assert OUTBOX_WRITTEN not in session.info
+        assert uow.callbacks == []
 
     async def test_nothing_is_queued_when_e_mail_is_off(
         self, session: AsyncSession, addressed: User
     ) -> None:
         off = EmailPolicy(enabled=False, kinds=OUTBOX_KINDS.kinds)
-        tasks = factories.task_service(session, email=off)
+        uow = factories.AfterCommitLog()
+        tasks = factories.task_service(session, email=off, uow=uow)
         task = await make(tasks, addressed)
 
         await factories.comment_service(session, tasks).create_comment(
@@ -257,7 +262,7 @@ class TestEmailOutbox:
         )
 
         assert await self.deliveries(session) == []
-        assert OUTBOX_WRITTEN not in session.info
+        assert uow.callbacks == []
 
 
 Probe = dict[str, int]
@@ -293,7 +298,13 @@ class BrokenOutboxRepository(NotificationRepository):
 def task_service_on(
     session: AsyncSession, repository: NotificationRepository, policy: EmailPolicy = OUTBOX_KINDS
 ) -> TaskService:
-    notifications = NotificationService(repository, CursorCodec(CURSOR_KEY), policy)
+    notifications = NotificationService(
+        repository,
+        CursorCodec(CURSOR_KEY),
+        policy,
+        uow=factories.AfterCommitLog(),
+        wake_delivery=factories.wake_delivery,
+    )
     return TaskService(TaskRepository(session), CursorCodec(CURSOR_KEY), notifications)
 
 

@@ -19,7 +19,6 @@ from app.models import (
     Task,
     User,
 )
-from app.repositories.notification import OUTBOX_WRITTEN
 from app.schemas.task import TaskCreate, TaskUpdate
 from app.services.notification import EmailPolicy, NotificationService
 from app.services.task import TaskService
@@ -212,7 +211,8 @@ class TestReminderEmails:
         addressed.email = f"{addressed.username}@example.com"
         silent = await create_user(session)
         policy = EmailPolicy(enabled=True, kinds=frozenset(REMINDER_KINDS))
-        tasks = factories.task_service(session, email=policy)
+        uow = factories.AfterCommitLog()
+        tasks = factories.task_service(session, email=policy, uow=uow)
         for user in (addressed, silent):
             await make(tasks, user, due_at=now + timedelta(minutes=10))
             await make(tasks, user, due_at=now - timedelta(minutes=10))
@@ -229,7 +229,7 @@ class TestReminderEmails:
             )
         )
         assert sorted(kinds) == ["task_due_soon", "task_overdue"]
-        assert session.info[OUTBOX_WRITTEN] is True
+        assert set(uow.callbacks) == {factories.wake_delivery}
 
     async def test_kinds_left_out_of_the_policy_queue_nothing(
         self, session: AsyncSession, now: datetime
@@ -237,14 +237,15 @@ class TestReminderEmails:
         addressed = await create_user(session)
         addressed.email = f"{addressed.username}@example.com"
         policy = EmailPolicy(enabled=True, kinds=frozenset({"comment_added"}))
-        tasks = factories.task_service(session, email=policy)
+        uow = factories.AfterCommitLog()
+        tasks = factories.task_service(session, email=policy, uow=uow)
         await make(tasks, addressed, due_at=now + timedelta(minutes=10))
 
         created = await tasks.notifications.create_reminders(now=now, window=WINDOW)
 
         assert created["task_due_soon"] == 1
         assert list(await session.scalars(select(NotificationDelivery))) == []
-        assert OUTBOX_WRITTEN not in session.info
+        assert uow.callbacks == []
 
 
 class TestTwoSchedulersAtOnce:

@@ -43,15 +43,15 @@ async def tags_of(session: AsyncSession, task_id: int) -> list[str]:
     return list(names)
 
 
-class TestUpdateForOwner:
+class TestUpdateForUser:
     async def test_applies_changes_and_increments_the_version(
         self, tasks: TaskRepository, owner: User, session: AsyncSession
     ) -> None:
         task = await add_task(tasks, owner)
         later = NOW + timedelta(minutes=5)
 
-        updated = await tasks.update_for_owner(
-            task.id, owner.id, {"title": "New"}, now=later, expected_version=None
+        updated = await tasks.update_for_user(
+            task.id, user_id=owner.id, changes={"title": "New"}, now=later, expected_version=None
         )
 
         assert updated is not None
@@ -64,8 +64,12 @@ class TestUpdateForOwner:
         task = await add_task(tasks, owner)
 
         for expected in (1, 2):
-            await tasks.update_for_owner(
-                task.id, owner.id, {"title": "x"}, now=NOW, expected_version=expected
+            await tasks.update_for_user(
+                task.id,
+                user_id=owner.id,
+                changes={"title": "x"},
+                now=NOW,
+                expected_version=expected,
             )
 
         assert await version_of(session, task.id) == 3
@@ -75,8 +79,8 @@ class TestUpdateForOwner:
     ) -> None:
         task = await add_task(tasks, owner, title="Old")
 
-        result = await tasks.update_for_owner(
-            task.id, owner.id, {"title": "New"}, now=NOW, expected_version=2
+        result = await tasks.update_for_user(
+            task.id, user_id=owner.id, changes={"title": "New"}, now=NOW, expected_version=2
         )
 
         assert result is None
@@ -89,11 +93,11 @@ class TestUpdateForOwner:
     ) -> None:
         task = await add_task(tasks, owner)
 
-        first = await tasks.update_for_owner(
-            task.id, owner.id, {"title": "a"}, now=NOW, expected_version=1
+        first = await tasks.update_for_user(
+            task.id, user_id=owner.id, changes={"title": "a"}, now=NOW, expected_version=1
         )
-        second = await tasks.update_for_owner(
-            task.id, owner.id, {"title": "b"}, now=NOW, expected_version=1
+        second = await tasks.update_for_user(
+            task.id, user_id=owner.id, changes={"title": "b"}, now=NOW, expected_version=1
         )
 
         assert first is not None
@@ -106,8 +110,8 @@ class TestUpdateForOwner:
         task = await add_task(tasks, owner)
         stranger = await create_user(session)
 
-        result = await tasks.update_for_owner(
-            task.id, stranger.id, {"title": "x"}, now=NOW, expected_version=None
+        result = await tasks.update_for_user(
+            task.id, user_id=stranger.id, changes={"title": "x"}, now=NOW, expected_version=None
         )
 
         assert result is None
@@ -120,8 +124,12 @@ class TestUpdateForOwner:
         first, second, third = (NOW + timedelta(hours=h) for h in (1, 2, 3))
 
         async def complete(value: bool, now: datetime) -> datetime | None:
-            updated = await tasks.update_for_owner(
-                task.id, owner.id, {"completed": value}, now=now, expected_version=None
+            updated = await tasks.update_for_user(
+                task.id,
+                user_id=owner.id,
+                changes={"completed": value},
+                now=now,
+                expected_version=None,
             )
             assert updated is not None
             return updated.completed_at
@@ -140,7 +148,7 @@ class TestReplaceTags:
         await tasks.replace_tags(task.id, ["c", "z", "a"])
 
         assert await tags_of(session, task.id) == ["c", "z", "a"]
-        found = await tasks.get_for_owner(task.id, owner.id)
+        found = await tasks.get_for_user(task.id, user_id=owner.id)
         assert found is not None
         assert found.tags == ["c", "z", "a"]
 
@@ -164,7 +172,7 @@ class TestReplaceTags:
         assert await tags_of(session, other.id) == ["a", "b"]
 
 
-class TestDeleteForOwner:
+class TestDeleteForUser:
     async def test_deletes_with_comments_and_tags(
         self, tasks: TaskRepository, owner: User, session: AsyncSession
     ) -> None:
@@ -179,7 +187,7 @@ class TestDeleteForOwner:
         )
         await session.flush()
 
-        assert await tasks.delete_for_owner(task.id, owner.id, expected_version=None) is True
+        assert await tasks.delete_for_user(task.id, user_id=owner.id, expected_version=None) is True
 
         texts = select(Comment.text).where(Comment.task_id.in_([task.id, kept.id]))
         assert list(await session.scalars(texts)) == ["stays"]
@@ -197,7 +205,9 @@ class TestDeleteForOwner:
     ) -> None:
         task = await add_task(tasks, owner)
 
-        result = await tasks.delete_for_owner(task.id, owner.id, expected_version=expected_version)
+        result = await tasks.delete_for_user(
+            task.id, user_id=owner.id, expected_version=expected_version
+        )
 
         assert result is deleted
         assert (await version_of(session, task.id) is None) is deleted
@@ -208,27 +218,30 @@ class TestDeleteForOwner:
         task = await add_task(tasks, owner)
         stranger = await create_user(session)
 
-        assert await tasks.delete_for_owner(task.id, stranger.id, expected_version=None) is False
+        assert (
+            await tasks.delete_for_user(task.id, user_id=stranger.id, expected_version=None)
+            is False
+        )
         assert await version_of(session, task.id) == 1
 
 
-class TestGetForOwner:
+class TestGetForUser:
     async def test_finds_only_the_owners_task(
         self, tasks: TaskRepository, owner: User, session: AsyncSession
     ) -> None:
         task = await add_task(tasks, owner, tags=["a"])
         stranger = await create_user(session)
 
-        found = await tasks.get_for_owner(task.id, owner.id)
+        found = await tasks.get_for_user(task.id, user_id=owner.id)
 
         assert found is not None
         assert found.tags == ["a"]
-        assert await tasks.get_for_owner(task.id, stranger.id) is None
-        assert await tasks.get_version_for_owner(task.id, stranger.id) is None
-        assert await tasks.get_version_for_owner(task.id, owner.id) == 1
+        assert await tasks.get_for_user(task.id, user_id=stranger.id) is None
+        assert await tasks.get_version_for_user(task.id, user_id=stranger.id) is None
+        assert await tasks.get_version_for_user(task.id, user_id=owner.id) == 1
 
 
-class TestListForOwner:
+class TestListForUser:
     @pytest.mark.parametrize("sort", [TaskSort.DUE_AT, TaskSort.DUE_AT_DESC])
     async def test_tasks_without_due_date_come_last_and_page_after_each_other(
         self, tasks: TaskRepository, owner: User, sort: TaskSort
@@ -239,8 +252,8 @@ class TestListForOwner:
         none_2 = await add_task(tasks, owner)
         query = TaskListQuery(sort=sort)
 
-        rows = await tasks.list_for_owner(owner.id, query, sort, after=None, limit=10, now=NOW)
-        after_none = await tasks.list_for_owner(
+        rows = await tasks.list_for_user(owner.id, query, sort, after=None, limit=10, now=NOW)
+        after_none = await tasks.list_for_user(
             owner.id, query, sort, after=Keyset(None, rows[2].id), limit=10, now=NOW
         )
 
@@ -255,8 +268,18 @@ class TestListForOwner:
         made = {p: await add_task(tasks, owner, priority=p) for p in reversed(Priority)}
         sort = TaskSort.PRIORITY
 
-        rows = await tasks.list_for_owner(
+        rows = await tasks.list_for_user(
             owner.id, TaskListQuery(sort=sort), sort, after=None, limit=10, now=NOW
         )
 
         assert [row.id for row in rows] == [made[p].id for p in Priority]
+
+
+class TestCreate:
+    async def test_returns_what_a_read_returns(self, tasks: TaskRepository, owner: User) -> None:
+        values = {"owner_id": owner.id, "title": "t", "created_at": NOW, "updated_at": NOW}
+
+        created = await tasks.create(values, tags=["b", "a"])
+
+        assert created == await tasks.get_for_user(created.id, user_id=owner.id)
+        assert created.tags == ["b", "a"]

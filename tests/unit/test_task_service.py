@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.exceptions import BusinessValidationError, NotFoundError, PreconditionFailedError
 from app.core.pagination import CursorCodec
 from app.models import Notification, NotificationKind, Priority, Task, TaskTag, User
+from app.repositories.task_record import TaskRecord
 from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
 from app.services.task import TASK_NOT_FOUND, VERSION_MISMATCH, TaskService
 from tests.factories import CURSOR_KEY, create_user, task_service
@@ -32,13 +33,13 @@ def service(session: AsyncSession) -> TaskService:
     return task_service(session)
 
 
-async def make(service: TaskService, user: User, **fields: Any) -> Task:
+async def make(service: TaskService, user: User, **fields: Any) -> TaskRecord:
     return await service.create_task(user, TaskCreate.model_validate({"title": "t", **fields}))
 
 
 async def update(
-    service: TaskService, user: User, task: Task, if_match: int | None = None, **fields: Any
-) -> Task:
+    service: TaskService, user: User, task: TaskRecord, if_match: int | None = None, **fields: Any
+) -> TaskRecord:
     data = TaskUpdate.model_validate(fields)
     return await service.update_task(user, task.id, data, if_match=if_match)
 
@@ -52,7 +53,7 @@ async def stored(session: AsyncSession, task_id: int) -> tuple[Any, ...]:
     return (row.title, row.version, list(tags))
 
 
-async def completed_notifications(session: AsyncSession, task: Task) -> int:
+async def completed_notifications(session: AsyncSession, task: TaskRecord) -> int:
     count = select(func.count()).where(
         Notification.task_id == task.id, Notification.kind == NotificationKind.TASK_COMPLETED
     )
@@ -124,6 +125,24 @@ class TestCreateTask:
         found = await service.get_task(owner, task.id)
         assert (found.description, found.priority, found.due_at) == ("D", Priority.URGENT, due)
         assert await stored(session, task.id) == ("T", 1, ["work", "home"])
+
+
+class TestReadShape:
+    """Create, get, list and update return the same type, equal to a fresh read."""
+
+    async def test_every_path_returns_a_task_record_equal_to_a_read(
+        self, service: TaskService, owner: User
+    ) -> None:
+        created = await make(service, owner, title="T", due_at="2030-01-01T00:00:00Z", tags=["b"])
+        updated = await update(service, owner, created, title="U")
+        retagged = await update(service, owner, updated, tags=["z", "a"])
+        page = await service.list_tasks(owner, TaskListQuery())
+
+        for returned in (created, updated, retagged, *page.items):
+            assert type(returned) is TaskRecord
+        assert (created.title, created.tags, created.version) == ("T", ["b"], 1)
+        assert retagged == await service.get_task(owner, created.id) == page.items[0]
+        assert (retagged.title, retagged.tags, retagged.version) == ("U", ["z", "a"], 3)
 
 
 class TestUpdateTask:

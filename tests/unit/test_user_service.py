@@ -8,13 +8,20 @@ from app.models import User
 from app.repositories.user import UserRepository
 from app.schemas.user import UserCreate, UserUpdate
 from app.services.user import UserService
+from tests import factories
+from tests.factories import identity_generation
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def service(session: AsyncSession, password_hasher: PasswordHasher) -> UserService:
-    return UserService(UserRepository(session), password_hasher)
+    return UserService(
+        UserRepository(session),
+        password_hasher,
+        identity_cache=factories.identity_cache(),
+        uow=factories.AfterCommitLog(),
+    )
 
 
 async def _register(service: UserService, username: str, **extra: object) -> User:
@@ -62,6 +69,18 @@ class TestUpdateProfile:
         await service.update_profile(user, UserUpdate(email="carol@example.com"))
         stored = await session.scalar(select(User.email).where(User.id == user.id))
         assert stored == "carol@example.com"
+
+    async def test_a_new_email_invalidates_the_cached_identity_after_the_commit(
+        self, service: UserService
+    ) -> None:
+        user = await _register(service, "cora")
+        await service.update_profile(user, UserUpdate(email="cora@example.com"))
+
+        assert isinstance(service.uow, factories.AfterCommitLog)
+        assert service.identity_cache is not None
+        assert await identity_generation(service.identity_cache, user.id) == 0
+        await service.uow.run()
+        assert await identity_generation(service.identity_cache, user.id) == 1
 
     async def test_leaves_fields_that_were_not_sent(
         self, service: UserService, session: AsyncSession

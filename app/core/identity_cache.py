@@ -1,11 +1,13 @@
 """The identity cache: "this session is live and belongs to this user", without a query.
 
-Every authenticated request needs the user behind its token. Read-only requests take it from
-here; writes always read the database (they may change the user, and need the real row).
+Every authenticated request needs the user behind its token. Routes that declare `CachedUser`
+(the read-only ones) take it from here; the others read the database (they may change the
+user, and need the real row).
 
-Invalidation is by a per-user generation number. Any change that matters (deactivation,
-role or e-mail change, password change, logout, token-theft revocation) increments it after
-the commit; an entry is trusted only while it carries the current generation. Readers take
+Invalidation is by a per-user generation number. The service that makes a change that
+matters (deactivation, role or e-mail change, password change, logout, token-theft
+revocation) registers `invalidate_users` on its unit of work, which runs it after the commit;
+an entry is trusted only while it carries the current generation. Readers take
 the generation *before* they read the database, so a reader that raced a change stores an
 entry that is already outdated: nothing stale survives an invalidation, whatever the timing.
 
@@ -18,31 +20,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol
-
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from typing import Protocol
 
 from app.models import User
 
 logger = logging.getLogger(__name__)
 
-# Set in `session.info` by changes that must invalidate identities; read after the commit.
-IDENTITY_CHANGED = "identity_changed_user_ids"
 KEY_PREFIX = "tm:identity:v1"
 CACHED_FIELDS = ("id", "username", "email", "is_active", "is_admin")
-
-
-def mark_identity_changed(session: Session, user_ids: Iterable[int]) -> None:
-    session.info.setdefault(IDENTITY_CHANGED, set()).update(user_ids)
-
-
-@event.listens_for(Session, "after_flush")
-def _mark_changed_users(session: Session, _context: Any) -> None:
-    # Any flushed change to a user row (e-mail, role, activation, password) counts.
-    changed = [obj.id for obj in session.dirty if isinstance(obj, User)]
-    if changed:
-        mark_identity_changed(session, changed)
 
 
 class CacheBackend(Protocol):
