@@ -12,32 +12,26 @@ Each route names its transaction mode in its signature, never inferred from the 
 tests/unit/test_route_modes.py checks every route against this.
 """
 
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from operator import attrgetter
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Form, Header, Request, Response
+from fastapi import Depends, Response
 from fastapi.security import OAuth2PasswordBearer
-from limits import RateLimitItem
 
 from app.core.database import UnitOfWork
 from app.core.exceptions import (
     AuthenticationError,
     PermissionDeniedError,
-    RateLimitedError,
 )
-from app.core.rate_limit import RateLimitResult, RateLimits
 from app.core.security import TokenClaims
 from app.models import User
+from app.rate_limiting import limit_per_user
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
 from app.repositories.comment import CommentRepository
 from app.repositories.notification import NotificationRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
-from app.resources import Resources
-from app.schemas.common import PasswordAttempt, Text
+from app.resources import Resources, ResourcesDep
 from app.services.admin import ADMIN_REQUIRED, AdminService
 from app.services.auth import AuthService
 from app.services.comment import CommentService
@@ -50,18 +44,6 @@ from app.services.user import UserService
 # dependency in its thread pool, a thread hop per dependency per request, for work that
 # never blocks (the cost is in docs/benchmarks.md). Services are built by plain functions
 # inside them, not by dependencies of their own: each dependency costs FastAPI's solver.
-# The largest value of a task's `version` column (a 32-bit integer).
-MAX_VERSION = 2_147_483_647
-# Versions start at 1: an If-Match we never issued demands this one, which nothing has.
-NEVER_MATCHES = 0
-
-
-async def get_resources(request: Request) -> Resources:
-    resources: Resources = request.app.state.resources
-    return resources
-
-
-ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
 async def get_write_unit_of_work(resources: ResourcesDep) -> AsyncIterator[UnitOfWork]:
@@ -206,107 +188,6 @@ ReadCommentServiceDep = Annotated[CommentService, Depends(get_read_comment_servi
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 
-# --- Rate limits (RATE_LIMIT_*; off with RATE_LIMIT_ENABLED=false) -------------------------
-
-
-def client_address(request: Request) -> str:
-    """The client's address as the trusted proxy saw it.
-
-    uvicorn (proxy_headers, forwarded_allow_ips=FORWARDED_ALLOW_IPS, also under gunicorn)
-    has already put the X-Forwarded-For address into the ASGI scope when, and only when, the
-    peer is a trusted proxy. Never parse the header here: anyone can send one.
-    """
-    return request.client.host if request.client else "unknown"
-
-
-def _enabled_limits(resources: Resources) -> RateLimits | None:
-    limits = resources.rate_limits
-    return limits if limits.enabled else None
-
-
-def _set_rate_limit_headers(response: Response, result: RateLimitResult) -> None:
-    response.headers["X-RateLimit-Limit"] = str(result.limit)
-    response.headers["X-RateLimit-Remaining"] = str(result.remaining)
-    response.headers["X-RateLimit-Reset"] = str(math.ceil(result.reset_after_seconds))
-
-
-async def _enforce(
-    resources: Resources, response: Response, limit: RateLimitItem, *keys: str
-) -> None:
-    result = await resources.rate_limiter.hit(limit, *keys)
-    if not result.allowed:
-        raise RateLimitedError(result.retry_after, limit=result.limit)
-    _set_rate_limit_headers(response, result)
-
-
-def limit_by_address(
-    limit_of: Callable[[RateLimits], RateLimitItem], key: str
-) -> Callable[[Resources, Request, Response], Awaitable[None]]:
-    """A dependency counting every attempt against the client address, before the body is
-    validated (so malformed attempts count too)."""
-
-    async def limit(resources: ResourcesDep, request: Request, response: Response) -> None:
-        if limits := _enabled_limits(resources):
-            await _enforce(resources, response, limit_of(limits), key, client_address(request))
-
-    return limit
-
-
-# RATE_LIMIT_LOGIN_IP, RATE_LIMIT_REGISTER_IP, RATE_LIMIT_REFRESH_IP.
-limit_login_by_address = limit_by_address(attrgetter("login_ip"), "login-ip")
-limit_register_by_address = limit_by_address(attrgetter("register_ip"), "register-ip")
-limit_refresh_by_address = limit_by_address(attrgetter("refresh_ip"), "refresh-ip")
-
-
-@dataclass(frozen=True, slots=True)
-class LoginCredentials:
-    username: str
-    password: str
-
-
-async def login_credentials(
-    resources: ResourcesDep,
-    username: Annotated[Text, Form(max_length=50)],
-    password: Annotated[PasswordAttempt, Form()],
-) -> AsyncIterator[LoginCredentials]:
-    """The login form, guarded by the username's failed-login budget (RATE_LIMIT_LOGIN_USERNAME).
-
-    Each attempt takes one unit of the budget before its password is verified, in one atomic
-    check-and-count: however many attempts arrive at once, in however many workers, no more
-    passwords are verified than the budget allows; the rest, and the right password once the
-    budget is spent, get 429. An attempt that proves the password (a login, or the inactive
-    account's 403) gives the budget back whole: `limits` cannot return one unit, and a success
-    resets the failure count. Any other outcome keeps the unit spent.
-    Declared with scope="function": the budget is given back as soon as the handler returns.
-    """
-    credentials = LoginCredentials(username.strip(), password)
-    limits = _enabled_limits(resources)
-    if limits is None:
-        yield credentials
-        return
-    limiter = resources.rate_limiter
-    # Usernames are unique case-insensitively: "Alice" and "alice" share one budget.
-    key = credentials.username.lower()
-    budget = await limiter.hit(limits.login_username, "login-username", key)
-    if not budget.allowed:
-        raise RateLimitedError(budget.retry_after, limit=budget.limit)
-    try:
-        yield credentials
-    except PermissionDeniedError:  # the right password of an inactive account
-        await limiter.clear(limits.login_username, "login-username", key)
-        raise
-    await limiter.clear(limits.login_username, "login-username", key)
-
-
-LoginForm = Annotated[LoginCredentials, Depends(login_credentials, scope="function")]
-
-
-async def limit_per_user(resources: Resources, response: Response, user_id: int) -> None:
-    """Requests per user on every authenticated route (RATE_LIMIT_DEFAULT)."""
-    if limits := _enabled_limits(resources):
-        await _enforce(resources, response, limits.default, "user", str(user_id))
-
-
 # tokenUrl makes the /docs "Authorize" button log in through the password form.
 # auto_error=False: a missing token goes through the same AuthenticationError path.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
@@ -388,33 +269,3 @@ async def get_cached_admin(user: CachedUser) -> User:
 
 CurrentAdmin = Annotated[User, Depends(get_current_admin)]
 CachedAdmin = Annotated[User, Depends(get_cached_admin)]
-
-
-async def parse_if_match(
-    if_match: Annotated[
-        str | None,
-        Header(description='The task\'s version as its ETag, e.g. `"3"`; `*` matches any'),
-    ] = None,
-) -> int | None:
-    """The version an If-Match header demands, or None for "any version".
-
-    Strong comparison (RFC 9110 13.1.1): a weak tag (`W/"3"`) never matches. One ETag per
-    header: a list of several is answered 412, like any value we never issued. Such a value
-    becomes version 0, which no task has, rather than a 412 raised here: a dependency that
-    raises runs before the request is validated, so a bad path would get a 412 instead of
-    its 422, and another user's task would get a 412 instead of its 404 (RFC 9110 13.2.2:
-    preconditions are evaluated after the request is otherwise found valid).
-    """
-    if if_match is None or if_match.strip() == "*":
-        return None
-    tag = if_match.strip()
-    if tag.startswith('"') and tag.endswith('"') and len(tag) > 1:
-        tag = tag[1:-1]
-    # The version column is a 32-bit integer: a bigger number would make PostgreSQL fail the
-    # query (a 500), and isdigit() alone accepts "²", which int() refuses.
-    if not (tag.isascii() and tag.isdigit()) or len(tag) > 10 or int(tag) > MAX_VERSION:
-        return NEVER_MATCHES
-    return int(tag)
-
-
-IfMatch = Annotated[int | None, Depends(parse_if_match)]

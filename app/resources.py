@@ -6,7 +6,9 @@ hasher) store a copy made with `dataclasses.replace`.
 """
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
@@ -42,3 +44,11 @@ class Resources:
         await self.rate_limiter.aclose()
         self.password_hasher.close()
         await self.engine.dispose()
+
+
+async def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]

@@ -1,12 +1,8 @@
 from fastapi import APIRouter, Depends, status
 
-from app.dependencies import (
-    AuthServiceDep,
-    CachedUser,
-    CurrentToken,
-    CurrentUser,
+from app.dependencies import AuthServiceDep, CachedUser, CurrentToken, CurrentUser, UserServiceDep
+from app.rate_limiting import (
     LoginForm,
-    UserServiceDep,
     limit_login_by_address,
     limit_refresh_by_address,
     limit_register_by_address,

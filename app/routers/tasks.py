@@ -3,8 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from app.core.metrics import TASKS_CREATED
-from app.dependencies import CachedUser, CurrentUser, IfMatch, ReadTaskServiceDep, TaskServiceDep
-from app.routers.params import TaskId
+from app.dependencies import CachedUser, CurrentUser, ReadTaskServiceDep, TaskServiceDep
+from app.routers.params import IfMatch, TaskId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 

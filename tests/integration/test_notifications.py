@@ -8,9 +8,10 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.dependencies import ResourcesDep, WriteUnitOfWork, build_task_service, get_task_service
+from app.dependencies import WriteUnitOfWork, build_task_service, get_task_service
 from app.models import Notification, Task
 from app.repositories.notification import NotificationRepository
+from app.resources import ResourcesDep
 from app.services.notification import EmailPolicy, NotificationService
 from app.services.task import TaskService
 from tests.factories import (
