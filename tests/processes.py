@@ -15,16 +15,14 @@ import asyncio
 import email
 import email.policy
 import logging
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -50,6 +48,7 @@ from tests.server import (
     migrate,
     server_environment,
     start_server,
+    stop_process_group,
     task_manager_command,
 )
 
@@ -58,7 +57,6 @@ B = TypeVar("B")
 C = TypeVar("C")
 
 STARTUP_TIMEOUT_SECONDS = 20.0
-SHUTDOWN_TIMEOUT_SECONDS = 15.0
 POLL_SECONDS = 0.1
 SMTP_LOGGER = logging.getLogger("mail.log")
 # Lines that must never appear in a Celery process's output (its log format is
@@ -100,25 +98,12 @@ class CeleryProcess:
             await asyncio.sleep(POLL_SECONDS)
 
     async def stop(self) -> int | None:
-        """SIGTERM (a worker's warm shutdown); SIGKILL to the group after a bound.
+        """SIGTERM (a worker's warm shutdown); SIGKILL to the group (the main process and its
+        pool children) after a bound.
 
         Returns the exit status, or None when the process had to be killed.
         """
-        graceful: int | None = None
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-            with suppress(subprocess.TimeoutExpired):
-                graceful = await asyncio.to_thread(
-                    self.process.wait, timeout=SHUTDOWN_TIMEOUT_SECONDS
-                )
-        finally:
-            # The group started here: the main process and its pool children.
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=SHUTDOWN_TIMEOUT_SECONDS)
-            self._log_file.close()
-        return graceful
+        return await stop_process_group(self.process, self._log_file)
 
 
 async def start_celery(

@@ -162,30 +162,40 @@ class ServerProcess:
 
     async def stop(self) -> int | None:
         """SIGTERM (gunicorn's or uvicorn's graceful shutdown); SIGKILL to the group after a
-        bound.
+        bound (`stop_process_group()`).
 
         Returns the master's exit status (0 for a graceful shutdown), or None when it had to
         be killed.
         """
-        graceful: int | None = None
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-            with suppress(subprocess.TimeoutExpired):
-                graceful = await asyncio.to_thread(
-                    self.process.wait, timeout=SHUTDOWN_TIMEOUT_SECONDS
-                )
-        finally:
-            # The process group is the one started here (start_new_session): the master and
-            # its workers. Anything still in it after the master is gone is a leak.
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=SHUTDOWN_TIMEOUT_SECONDS)
-            self._log_file.close()
+        graceful = await stop_process_group(self.process, self._log_file)
         if self.workers == 1 and graceful == -signal.SIGTERM:
             # uvicorn alone (>= 0.29) re-raises the signal once its graceful shutdown is done.
             return 0
         return graceful
+
+
+async def stop_process_group(process: subprocess.Popen[bytes], log_file: IO[bytes]) -> int | None:
+    """Stop a process started here in a session of its own (`start_new_session=True`).
+
+    SIGTERM to the process itself (its graceful shutdown: gunicorn's master, uvicorn, a
+    Celery worker's warm shutdown, which must not reach the pool children directly); a wait
+    bounded by SHUTDOWN_TIMEOUT_SECONDS; then, whatever happened, SIGKILL to its process group
+    (anything still in it after the leader is gone is a leak) and the log file closed.
+
+    Returns the exit status, or None when the process had to be killed.
+    """
+    graceful: int | None = None
+    try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            graceful = await asyncio.to_thread(process.wait, timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=SHUTDOWN_TIMEOUT_SECONDS)
+        log_file.close()
+    return graceful
 
 
 def _fail(message: str, server: ServerProcess | None, extra: str = "") -> None:

@@ -5,14 +5,9 @@ Headers are checked on success and on error responses alike: an error answered w
 them (a 401, a 413 cut off before routing, a 500) is exactly where they get forgotten.
 """
 
-import asyncio
-import os
 import re
-import signal
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -33,15 +28,11 @@ from app.models import User
 from tests.conftest import PASSWORD, bearer, login, register, resources, use_password_hasher
 from tests.factories import create_task
 from tests.server import (
-    HOST,
     REQUEST_TIMEOUT_SECONDS,
     ServerProcess,
     clients_by_worker,
-    free_port,
-    migrate,
-    server_environment,
+    serving,
     start_server,
-    task_manager_command,
 )
 
 Json = dict[str, Any]
@@ -52,8 +43,6 @@ EVIL_ORIGIN = "https://evil.example"
 TRUSTED_HOSTS = ["api.example.com", "*.example.org"]
 # The strict policy of API responses may only contain these, each set to 'none'.
 STRICT_CSP_DIRECTIVES = {"default-src", "frame-ancestors", "base-uri", "form-action"}
-SERVER_START_SECONDS = 20.0
-SERVER_STOP_SECONDS = 15.0
 
 
 # --- Helpers ------------------------------------------------------------------------------
@@ -866,65 +855,14 @@ async def test_gunicorn_workers_send_no_server_header(
     assert status == 0, server.output()
 
 
-@asynccontextmanager
-async def single_process_server(database_url: str, workdir: Path) -> AsyncIterator[str]:
-    """`task-manager serve` without --workers (uvicorn in one process); yields its URL."""
-    await migrate(database_url, workdir)
-    port = free_port()
-    log_path = workdir / "uvicorn.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.to_thread(
-            subprocess.Popen,
-            [*task_manager_command(), "serve", "--host", HOST, "--port", str(port)],
-            cwd=workdir,
-            env=server_environment(database_url),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output() -> str:
-        return log_path.read_text(encoding="utf-8", errors="replace")
-
-    base_url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        async with httpx.AsyncClient(base_url=base_url, timeout=1.0) as probe:
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"serve exited with {process.returncode}:\n{output()}")
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"no answer on /health in time:\n{output()}")
-                with suppress(httpx.TransportError):
-                    if (await probe.get("/health")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield base_url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        status: int | None = None
-        try:
-            status = await asyncio.to_thread(process.wait, timeout=SERVER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=SERVER_STOP_SECONDS)
-    # Reached only when the test body passed: the server must also have stopped cleanly.
-    # Uvicorn re-raises the signal it handled once it has shut down: -SIGTERM is clean too.
-    assert status in {0, -signal.SIGTERM}, f"serve was killed ({status}):\n{output()}"
-    assert "Application shutdown complete" in output(), output()
-    assert "Traceback" not in output(), output()
-
-
 async def test_single_process_uvicorn_sends_no_server_header(
     scratch_database_url: str, tmp_path: Path
 ) -> None:
+    """`task-manager serve` with one worker: uvicorn in one process, no gunicorn. On exit it
+    must have shut down cleanly (its lifespan finished) with no error logged."""
     async with (
-        single_process_server(scratch_database_url, tmp_path) as base_url,
-        httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS) as client,
+        serving(scratch_database_url, tmp_path, workers=1) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=REQUEST_TIMEOUT_SECONDS) as client,
     ):
         await assert_no_banner(client)
+    assert "Application shutdown complete" in server.output(), server.output()

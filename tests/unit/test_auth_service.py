@@ -99,19 +99,34 @@ class TestLogin:
             != token_codec.decode(second.access_token, TokenType.ACCESS).session_id
         )
 
-    async def test_refuses_a_wrong_password(
-        self, auth: AuthService, user: User, session: AsyncSession
+    @pytest.mark.parametrize(
+        ("account", "password"),
+        [
+            pytest.param("active", PASSWORD + "x", id="wrong-password"),
+            pytest.param(None, PASSWORD, id="unknown-user"),
+            # Without the right password, nothing is revealed about the account's state.
+            pytest.param("inactive", "wrong password", id="inactive-user-wrong-password"),
+        ],
+    )
+    async def test_refuses_bad_credentials_with_the_same_message(
+        self,
+        auth: AuthService,
+        session: AsyncSession,
+        password_hasher: PasswordHasher,
+        account: str | None,
+        password: str,
     ) -> None:
-        with pytest.raises(AuthenticationError) as caught:
-            await auth.login(user.username, PASSWORD + "x")
-        assert caught.value.detail == BAD_CREDENTIALS
-        assert await session.scalar(select(func.count()).select_from(AuthSession)) == 0
+        username = "nobody_here"
+        if account is not None:
+            made = await _make_user(session, password_hasher, is_active=account == "active")
+            username = made.username
 
-    async def test_refuses_an_unknown_user_with_the_same_message(self, auth: AuthService) -> None:
         with pytest.raises(AuthenticationError) as caught:
-            await auth.login("nobody_here", PASSWORD)
+            await auth.login(username, password)
+
         assert caught.value.detail == BAD_CREDENTIALS
         assert type(caught.value) is AuthenticationError
+        assert await session.scalar(select(func.count()).select_from(AuthSession)) == 0
 
     async def test_an_unknown_user_costs_a_full_password_verification(
         self, auth: AuthService, user: User, settings: Settings, verified_hashes: list[str]
@@ -140,15 +155,6 @@ class TestLogin:
         with pytest.raises(PermissionDeniedError) as caught:
             await auth.login(inactive.username, PASSWORD)
         assert caught.value.detail == "This account is inactive"
-
-    async def test_inactive_user_with_wrong_password_gets_bad_credentials(
-        self, auth: AuthService, session: AsyncSession, password_hasher: PasswordHasher
-    ) -> None:
-        # Without the right password, nothing is revealed about the account's state.
-        inactive = await _make_user(session, password_hasher, is_active=False)
-        with pytest.raises(AuthenticationError) as caught:
-            await auth.login(inactive.username, "wrong password")
-        assert caught.value.detail == BAD_CREDENTIALS
 
 
 class TestAuthenticate:

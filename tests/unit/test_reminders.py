@@ -65,70 +65,70 @@ async def reminders(session: AsyncSession, *, task_id: int | None = None) -> lis
 
 
 class TestCreateReminders:
-    async def test_a_task_due_within_the_window_gets_one_due_soon(
+    @pytest.mark.parametrize(
+        ("due_in", "kind", "message"),
+        [
+            pytest.param(
+                timedelta(minutes=30), DUE_SOON, "Task due soon: Call Bob", id="due-in-the-window"
+            ),
+            pytest.param(
+                timedelta(minutes=-5), OVERDUE, "Task overdue: Call Bob", id="due-in-the-past"
+            ),
+        ],
+    )
+    async def test_a_task_gets_one_reminder_of_its_kind(
         self,
         tasks: TaskService,
         service: NotificationService,
         session: AsyncSession,
         owner: User,
         now: datetime,
+        due_in: timedelta,
+        kind: NotificationKind,
+        message: str,
     ) -> None:
-        task = await make(tasks, owner, title="Call Bob", due_at=now + timedelta(minutes=30))
+        """Due in the window: due soon; due in the past: overdue, and no due soon."""
+        task = await make(tasks, owner, title="Call Bob", due_at=now + due_in)
 
         created = await service.create_reminders(now=now, window=WINDOW)
 
-        assert created == {"task_overdue": 0, "task_due_soon": 1}
+        assert created == {
+            "task_overdue": int(kind == OVERDUE),
+            "task_due_soon": int(kind == DUE_SOON),
+        }
         [reminder] = await reminders(session)
-        assert reminder.kind == DUE_SOON
+        assert reminder.kind == kind
         assert (reminder.task_id, reminder.user_id) == (task.id, owner.id)
-        assert reminder.message == "Task due soon: Call Bob"
+        assert reminder.message == message
         assert reminder.reminder_due_at == task.due_at
         assert reminder.read_at is None
 
-    async def test_a_task_due_after_the_window_gets_none(
-        self, tasks: TaskService, service: NotificationService, session: AsyncSession, owner: User
-    ) -> None:
-        now = datetime.now(UTC)
-        await make(tasks, owner, due_at=now + timedelta(hours=2))
-
-        assert await service.create_reminders(now=now, window=WINDOW) == {
-            "task_overdue": 0,
-            "task_due_soon": 0,
-        }
-        assert await reminders(session) == []
-
-    async def test_a_task_due_in_the_past_gets_one_overdue_and_no_due_soon(
+    @pytest.mark.parametrize(
+        ("due_in", "completed"),
+        [
+            pytest.param(timedelta(hours=2), False, id="due-after-the-window"),
+            pytest.param(None, False, id="no-due-time"),
+            pytest.param(timedelta(minutes=30), True, id="completed-due-in-the-window"),
+            pytest.param(timedelta(minutes=-30), True, id="completed-due-in-the-past"),
+        ],
+    )
+    async def test_a_task_gets_none(
         self,
         tasks: TaskService,
         service: NotificationService,
         session: AsyncSession,
         owner: User,
         now: datetime,
+        due_in: timedelta | None,
+        completed: bool,
     ) -> None:
-        task = await make(tasks, owner, title="Taxes", due_at=now - timedelta(minutes=5))
+        task = await make(tasks, owner, due_at=None if due_in is None else now + due_in)
+        if completed:
+            await tasks.update_task(owner, task.id, TaskUpdate(completed=True), if_match=None)
 
         created = await service.create_reminders(now=now, window=WINDOW)
 
-        assert created == {"task_overdue": 1, "task_due_soon": 0}
-        [reminder] = await reminders(session)
-        assert (reminder.kind, reminder.task_id) == (OVERDUE, task.id)
-        assert reminder.message == "Task overdue: Taxes"
-
-    async def test_completed_tasks_and_tasks_without_due_time_get_none(
-        self,
-        tasks: TaskService,
-        service: NotificationService,
-        session: AsyncSession,
-        owner: User,
-        now: datetime,
-    ) -> None:
-        for due in (now + timedelta(minutes=30), now - timedelta(minutes=30)):
-            task = await make(tasks, owner, due_at=due)
-            await tasks.update_task(owner, task.id, TaskUpdate(completed=True), if_match=None)
-        await make(tasks, owner)
-
-        await service.create_reminders(now=now, window=WINDOW)
-
+        assert created == {"task_overdue": 0, "task_due_soon": 0}
         assert await reminders(session) == []
 
     async def test_running_again_creates_nothing_new(
