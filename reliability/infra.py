@@ -287,8 +287,12 @@ class Stack:
         return self._script("start", name, timeout=120)
 
     def pid(self, name: str) -> int | None:
-        pid = procs.read_pid(self.state_dir / "run" / f"{name}.pid")
-        return pid if pid is not None and procs.is_running(pid) else None
+        """The part's leader as supervisord knows it (`supervisorctl pid` says 0 when down)."""
+        try:
+            pid = int(self._script("ctl", "pid", name, timeout=30).strip() or 0)
+        except (DrillSetupError, ValueError):
+            return None
+        return pid if pid > 0 and procs.is_running(pid) else None
 
     def require_pid(self, name: str) -> int:
         pid = self.pid(name)
