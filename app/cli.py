@@ -135,6 +135,7 @@ async def _create_admin(settings: Settings, data: UserCreate, *, promote: bool) 
     from app.core.database import UnitOfWork, create_engine, create_session_factory
     from app.core.exceptions import DomainError
     from app.core.security import PasswordHasher
+    from app.repositories.project import ProjectRepository
     from app.repositories.user import UserRepository
     from app.services.user import UserService
 
@@ -143,7 +144,13 @@ async def _create_admin(settings: Settings, data: UserCreate, *, promote: bool) 
     try:
         async with UnitOfWork.begin(create_session_factory(engine)) as uow:
             # No identity cache here: a promoted user's cached entry expires within its TTL.
-            service = UserService(UserRepository(uow.session), hasher, identity_cache=None, uow=uow)
+            service = UserService(
+                UserRepository(uow.session),
+                ProjectRepository(uow.session),
+                hasher,
+                identity_cache=None,
+                uow=uow,
+            )
             user = await service.ensure_admin(data, promote=promote)
             return f"{user.username} (id {user.id}) is an admin"
     except DomainError as error:

@@ -29,6 +29,7 @@ from app.rate_limiting import limit_per_user
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
 from app.repositories.comment import CommentRepository
 from app.repositories.notification import NotificationRepository
+from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
 from app.resources import Resources, ResourcesDep
@@ -37,6 +38,7 @@ from app.services.auth import AuthService
 from app.services.comment import CommentService
 from app.services.health import HealthService
 from app.services.notification import NotificationService
+from app.services.project import ProjectService
 from app.services.task import TaskService
 from app.services.user import UserService
 
@@ -105,7 +107,21 @@ def build_notification_service(uow: UnitOfWork, resources: Resources) -> Notific
 def build_task_service(
     uow: UnitOfWork, resources: Resources, notifications: NotificationService
 ) -> TaskService:
-    return TaskService(TaskRepository(uow.session), resources.cursor_codec, notifications)
+    return TaskService(
+        TaskRepository(uow.session),
+        ProjectRepository(uow.session),
+        resources.cursor_codec,
+        notifications,
+    )
+
+
+def build_project_service(uow: UnitOfWork, resources: Resources) -> ProjectService:
+    return ProjectService(
+        ProjectRepository(uow.session),
+        UserRepository(uow.session),
+        resources.cursor_codec,
+        build_notification_service(uow, resources),
+    )
 
 
 def build_comment_service(uow: UnitOfWork, resources: Resources) -> CommentService:
@@ -119,6 +135,7 @@ def build_comment_service(uow: UnitOfWork, resources: Resources) -> CommentServi
 async def get_user_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> UserService:
     return UserService(
         UserRepository(uow.session),
+        ProjectRepository(uow.session),
         resources.password_hasher,
         identity_cache=resources.identity_cache,
         uow=uow,
@@ -165,6 +182,14 @@ async def get_read_comment_service(uow: ReadUnitOfWork, resources: ResourcesDep)
     return build_comment_service(uow, resources)
 
 
+async def get_project_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> ProjectService:
+    return build_project_service(uow, resources)
+
+
+async def get_read_project_service(uow: ReadUnitOfWork, resources: ResourcesDep) -> ProjectService:
+    return build_project_service(uow, resources)
+
+
 async def get_health_service(resources: ResourcesDep) -> HealthService:
     settings = resources.settings
     return HealthService(
@@ -185,6 +210,8 @@ TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 ReadTaskServiceDep = Annotated[TaskService, Depends(get_read_task_service)]
 CommentServiceDep = Annotated[CommentService, Depends(get_comment_service)]
 ReadCommentServiceDep = Annotated[CommentService, Depends(get_read_comment_service)]
+ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
+ReadProjectServiceDep = Annotated[ProjectService, Depends(get_read_project_service)]
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 

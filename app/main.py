@@ -35,7 +35,7 @@ from app.middleware import (
     TrustedHostMiddleware,
 )
 from app.resources import Resources
-from app.routers import admin, auth, comments, health, metrics, notifications, tasks
+from app.routers import admin, auth, comments, health, metrics, notifications, projects, tasks
 from app.services.notification import EmailPolicy
 from app.workers.jobs import JobContext
 from app.workers.runner import CeleryJobs, InProcessJobs, JobRunner
@@ -156,6 +156,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(health.internal_router)
     app.include_router(auth.router)
+    app.include_router(projects.router)
     app.include_router(tasks.router)
     app.include_router(comments.router)
     app.include_router(notifications.router)

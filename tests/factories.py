@@ -3,6 +3,7 @@
 import inspect
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from httpx import AsyncClient, Response
@@ -15,6 +16,7 @@ from app.core.pagination import CursorCodec
 from app.models import User
 from app.repositories.comment import CommentRepository
 from app.repositories.notification import NotificationRepository
+from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
 from app.services.comment import CommentService
 from app.services.notification import EmailPolicy, NotificationService
@@ -34,6 +36,13 @@ async def create_task(client: AsyncClient, headers: dict[str, str], **fields: An
     assert response.status_code == 201, response.text
     body: Json = response.json()
     return body
+
+
+def as_listed(detail: Json) -> Json:
+    """A task as GET /tasks/{id} shows it, less `following` (shown there only): the shape
+    every other task response has."""
+    assert isinstance(detail.get("following"), bool), detail
+    return {name: value for name, value in detail.items() if name != "following"}
 
 
 async def create_comment(
@@ -101,7 +110,7 @@ def assert_business_422(response: Response) -> None:
 
 
 async def create_user(session: AsyncSession, username: str | None = None) -> User:
-    """A user row for service and repository tests (no password needed there)."""
+    """A user row with its inbox, for service and repository tests (no password needed)."""
     user = User(
         username=username or f"user_{uuid.uuid4().hex[:10]}",
         password_hash="not-a-real-hash",
@@ -110,7 +119,14 @@ async def create_user(session: AsyncSession, username: str | None = None) -> Use
     )
     session.add(user)
     await session.flush()
+    await ProjectRepository(session).create_inbox(user.id, now=datetime.now(UTC))
     return user
+
+
+async def inbox_of(session: AsyncSession, user: User) -> int:
+    inbox = await ProjectRepository(session).inbox_id_of(user.id)
+    assert inbox is not None, "every user has an inbox"
+    return inbox
 
 
 async def change_user_behind_its_back(session: AsyncSession, user_id: int, **values: Any) -> None:
@@ -175,7 +191,9 @@ def task_service(
 ) -> TaskService:
     """A TaskService as the app builds it, on the test's session (e-mail off by default)."""
     notifications = notification_service(session, email=email, uow=uow)
-    return TaskService(TaskRepository(session), CursorCodec(CURSOR_KEY), notifications)
+    return TaskService(
+        TaskRepository(session), ProjectRepository(session), CursorCodec(CURSOR_KEY), notifications
+    )
 
 
 def comment_service(session: AsyncSession, tasks: TaskService) -> CommentService:

@@ -9,8 +9,9 @@ from app.models.notification import (
     NotificationDelivery,
     NotificationKind,
 )
+from app.models.project import Project, ProjectMember, Role
 from app.models.refresh_token import RefreshToken
-from app.models.task import Priority, Task, TaskTag
+from app.models.task import Priority, Task, TaskFollower, TaskTag
 from app.models.user import User
 
 __all__ = [
@@ -22,8 +23,12 @@ __all__ = [
     "NotificationDelivery",
     "NotificationKind",
     "Priority",
+    "Project",
+    "ProjectMember",
     "RefreshToken",
+    "Role",
     "Task",
+    "TaskFollower",
     "TaskTag",
     "User",
 ]

@@ -15,6 +15,7 @@ class Comment(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # Serves "a task's comments, oldest first" with keyset pagination.

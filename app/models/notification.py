@@ -13,6 +13,8 @@ class NotificationKind(StrEnum):
     COMMENT_ADDED = "comment_added"
     TASK_DUE_SOON = "task_due_soon"
     TASK_OVERDUE = "task_overdue"
+    TASK_ASSIGNED = "task_assigned"
+    PROJECT_SHARED = "project_shared"
 
 
 class Notification(Base):
@@ -24,6 +26,9 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    # Who caused it; None for reminders.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
@@ -43,6 +48,7 @@ Index(
     sqlite_where=Notification.read_at.is_(None),
 )
 Index("ix_notification_task_id", Notification.task_id)
+Index("ix_notification_project_id", Notification.project_id)
 Index(
     "uq_notification_reminder",
     Notification.task_id,

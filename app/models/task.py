@@ -71,7 +71,13 @@ class Task(Base):
     __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The user who created it.
     owner_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    # A member of the task's project, or nobody.
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     completed: Mapped[bool] = mapped_column(default=False)
@@ -94,15 +100,37 @@ class Task(Base):
         return [link.name for link in self.tag_links]
 
 
-# One index per sort, each led by the owner: a page costs the same however big the table.
-# Keyset pagination walks them forwards or backwards; `id` breaks ties.
-Index("ix_task_owner_created", Task.owner_id, Task.created_at, Task.id)
-Index("ix_task_owner_updated", Task.owner_id, Task.updated_at, Task.id)
-Index("ix_task_owner_priority", Task.owner_id, Task.priority, Task.id)
+class TaskFollower(Base):
+    """Who hears about a task: its creator, assignee, commenters and whoever followed it."""
+
+    __tablename__ = "task_follower"
+
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("task.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+# A member who leaves stops following the project's tasks; deleting a user cascades.
+Index("ix_task_follower_user", TaskFollower.user_id, TaskFollower.task_id)
+
+# One index per sort, each led by the project: a page of a project costs the same however
+# big the table. Keyset pagination walks them forwards or backwards; `id` breaks ties.
+Index("ix_task_project_created", Task.project_id, Task.created_at, Task.id)
+Index("ix_task_project_updated", Task.project_id, Task.updated_at, Task.id)
+Index("ix_task_project_priority", Task.project_id, Task.priority, Task.id)
 Index(
-    "ix_task_owner_due_asc",
-    Task.owner_id,
+    "ix_task_project_due_asc",
+    Task.project_id,
     func.coalesce(Task.due_at, DUE_AT_NULL_LAST_ASC),
+    Task.id,
+)
+Index(
+    "ix_task_project_due_desc",
+    Task.project_id,
+    func.coalesce(Task.due_at, DUE_AT_NULL_LAST_DESC),
     Task.id,
 )
 # Serves the reminder sweep: open tasks by due date.
@@ -112,9 +140,7 @@ Index(
     postgresql_where=Task.completed.is_(False),
     sqlite_where=Task.completed.is_(False),
 )
-Index(
-    "ix_task_owner_due_desc",
-    Task.owner_id,
-    func.coalesce(Task.due_at, DUE_AT_NULL_LAST_DESC),
-    Task.id,
-)
+# "Assigned to" filters, and unassigning a member who leaves a project.
+Index("ix_task_assignee", Task.assignee_id, Task.project_id)
+# Deleting a user cascades to the tasks they created.
+Index("ix_task_owner", Task.owner_id)

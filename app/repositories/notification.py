@@ -2,7 +2,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.models import (
@@ -10,11 +10,14 @@ from app.models import (
     Notification,
     NotificationDelivery,
     NotificationKind,
+    Project,
     Task,
+    TaskFollower,
     User,
 )
 from app.repositories.access import notification_visible_to
 from app.repositories.base import Keyset, Repository
+from app.repositories.task_record import TaskRecord
 
 
 class NotificationRepository(Repository[Notification]):
@@ -49,6 +52,46 @@ class NotificationRepository(Repository[Notification]):
             .where(notification_visible_to(user_id), Notification.read_at.is_(None))
             .values(read_at=at)
         )
+
+    async def add_for_task_audience(
+        self,
+        task: TaskRecord,
+        *,
+        kind: NotificationKind,
+        message: str,
+        actor_id: int,
+        now: datetime,
+    ) -> list[int]:
+        """One notification per member of the task's audience, in one INSERT ... SELECT.
+
+        A task in its creator's inbox: the creator, even of their own action (as in v1).
+        Anywhere else: the task's followers except `actor_id` (nobody is told of their own
+        action). Returns the ids of the notifications written.
+        """
+        own_inbox = (
+            select(Project.id)
+            .where(
+                Project.id == task.project_id, Project.is_inbox, Project.owner_id == task.owner_id
+            )
+            .exists()
+        )
+        followers = select(TaskFollower.user_id.label("user_id")).where(
+            TaskFollower.task_id == task.id, TaskFollower.user_id != actor_id, ~own_inbox
+        )
+        creator = select(literal(task.owner_id).label("user_id")).where(own_inbox)
+        audience = union_all(followers, creator).subquery()
+        source = select(
+            audience.c.user_id,
+            literal(task.id),
+            literal(task.project_id),
+            literal(actor_id),
+            literal(kind.value),
+            literal(message),
+            literal(now, Notification.created_at.type),
+        )
+        columns = ["user_id", "task_id", "project_id", "actor_id", "kind", "message", "created_at"]
+        statement = insert(Notification).from_select(columns, source).returning(Notification.id)
+        return list(await self.session.scalars(statement))
 
     async def add_email_deliveries(self, notification_ids: Sequence[int], *, now: datetime) -> int:
         """Queue an e-mail for each of these notifications whose user has an address."""
@@ -91,14 +134,24 @@ class NotificationRepository(Repository[Notification]):
         if due_after is not None:
             due = and_(Task.due_at > due_after, due)
         source = select(
-            Task.owner_id,
+            # The assignee, or the creator while the task is unassigned.
+            func.coalesce(Task.assignee_id, Task.owner_id),
             Task.id,
+            Task.project_id,
             literal(kind.value),
             literal(message_prefix) + Task.title,
             literal(now, Notification.created_at.type),
             Task.due_at,
         ).where(Task.completed.is_(False), Task.due_at.is_not(None), due)
-        columns = ["user_id", "task_id", "kind", "message", "created_at", "reminder_due_at"]
+        columns = [
+            "user_id",
+            "task_id",
+            "project_id",
+            "kind",
+            "message",
+            "created_at",
+            "reminder_due_at",
+        ]
         statement = (
             self._upsert()
             .from_select(columns, source)

@@ -1,9 +1,9 @@
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, case, delete, exists, insert, or_, select, update
+from sqlalchemy import Select, Table, case, delete, exists, insert, literal, or_, select, update
 
-from app.models import Task, TaskTag
+from app.models import ProjectMember, Role, Task, TaskFollower, TaskTag
 from app.repositories import task_sort
 from app.repositories.access import task_visible_to
 from app.repositories.base import Keyset, Repository
@@ -23,8 +23,32 @@ class TaskRepository(Repository[Task]):
         row = (await self.session.execute(statement)).first()
         return None if row is None else TaskRecord._make(row)
 
+    async def get_with_following(
+        self, task_id: int, *, user_id: int
+    ) -> tuple[TaskRecord, bool] | None:
+        """The task and whether `user_id` follows it, in one statement."""
+        following = (
+            select(TaskFollower.user_id)
+            .where(TaskFollower.task_id == Task.id, TaskFollower.user_id == user_id)
+            .exists()
+        )
+        statement = select(*task_record_columns(self._dialect_name), following).where(
+            Task.id == task_id, task_visible_to(user_id)
+        )
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else (TaskRecord._make(row[:-1]), bool(row[-1]))
+
     async def get_version_for_user(self, task_id: int, *, user_id: int) -> int | None:
         statement = select(Task.version).where(Task.id == task_id, task_visible_to(user_id))
+        return await self.session.scalar(statement)
+
+    async def role_for_task(self, task_id: int, *, user_id: int) -> Role | None:
+        """The user's role in the task's project; None when they cannot see the task."""
+        statement = (
+            select(ProjectMember.role)
+            .join(Task, Task.project_id == ProjectMember.project_id)
+            .where(Task.id == task_id, ProjectMember.user_id == user_id)
+        )
         return await self.session.scalar(statement)
 
     async def list_for_user(
@@ -64,7 +88,12 @@ class TaskRepository(Repository[Task]):
     ) -> Select[Any]:
         """The page query on its own, for `list_for_user` and for reading query plans."""
         columns = task_record_columns(dialect_name)
-        statement = cls._filtered(select(*columns).where(task_visible_to(user_id)), filters, now)
+        visible = (
+            Task.project_id.in_(filters.project_id)
+            if filters.project_id
+            else task_visible_to(user_id)
+        )
+        statement = cls._filtered(select(*columns).where(visible), filters, now)
         if after is not None:
             statement = statement.where(task_sort.after(sort, after))
         return statement.order_by(*task_sort.order_by(sort)).limit(limit)
@@ -88,6 +117,7 @@ class TaskRepository(Repository[Task]):
         changes: dict[str, Any],
         now: datetime,
         expected_version: int | None,
+        at_least: Role = Role.EDITOR,
     ) -> TaskRecord | None:
         """Apply `changes` and bump the version in one UPDATE; None when no row matched.
 
@@ -107,7 +137,7 @@ class TaskRepository(Repository[Task]):
         task = cast(Table, Task.__table__)  # a Core UPDATE: no ORM bulk-update bookkeeping
         statement = (
             update(task)
-            .where(task.c.id == task_id, task_visible_to(user_id))
+            .where(task.c.id == task_id, task_visible_to(user_id, at_least))
             .values(**values, version=task.c.version + 1)
             .returning(*task_record_columns(self._dialect_name))
         )
@@ -115,6 +145,41 @@ class TaskRepository(Repository[Task]):
             statement = statement.where(task.c.version == expected_version)
         row = (await self.session.execute(statement)).first()
         return None if row is None else TaskRecord._make(row)
+
+    async def follow(self, task_id: int, user_ids: set[int]) -> None:
+        """Make these users followers of the task (those who already follow stay so)."""
+        for user_id in sorted(user_ids):
+            already = select(TaskFollower.user_id).where(
+                TaskFollower.task_id == task_id, TaskFollower.user_id == user_id
+            )
+            source = select(literal(task_id), literal(user_id)).where(~already.exists())
+            await self.session.execute(
+                insert(TaskFollower).from_select(["task_id", "user_id"], source)
+            )
+
+    async def unfollow(self, task_id: int, user_id: int) -> None:
+        await self.session.execute(
+            delete(TaskFollower).where(
+                TaskFollower.task_id == task_id, TaskFollower.user_id == user_id
+            )
+        )
+
+    async def is_following(self, task_id: int, user_id: int) -> bool:
+        statement = select(
+            select(TaskFollower.user_id)
+            .where(TaskFollower.task_id == task_id, TaskFollower.user_id == user_id)
+            .exists()
+        )
+        return bool(await self.session.scalar(statement))
+
+    async def unfollow_non_members(self, task_id: int, project_id: int) -> None:
+        """After a move: who is not a member of the new project stops following the task."""
+        members = select(ProjectMember.user_id).where(ProjectMember.project_id == project_id)
+        await self.session.execute(
+            delete(TaskFollower).where(
+                TaskFollower.task_id == task_id, TaskFollower.user_id.not_in(members)
+            )
+        )
 
     async def replace_tags(self, task_id: int, tags: list[str]) -> None:
         await self.session.execute(delete(TaskTag).where(TaskTag.task_id == task_id))
@@ -129,10 +194,15 @@ class TaskRepository(Repository[Task]):
             await self.session.execute(insert(TaskTag), rows)
 
     async def delete_for_user(
-        self, task_id: int, *, user_id: int, expected_version: int | None
+        self,
+        task_id: int,
+        *,
+        user_id: int,
+        expected_version: int | None,
+        at_least: Role = Role.EDITOR,
     ) -> bool:
         """Delete (comments and tags go by ON DELETE CASCADE); False when no row matched."""
-        statement = delete(Task).where(Task.id == task_id, task_visible_to(user_id))
+        statement = delete(Task).where(Task.id == task_id, task_visible_to(user_id, at_least))
         if expected_version is not None:
             statement = statement.where(Task.version == expected_version)
         result = await self.session.execute(statement)
@@ -159,6 +229,14 @@ class TaskRepository(Repository[Task]):
             statement = statement.where(Task.due_at < filters.due_before)
         if filters.due_after is not None:
             statement = statement.where(Task.due_at > filters.due_after)
+        if filters.project_id:
+            statement = statement.where(Task.project_id.in_(filters.project_id))
+        if filters.assignee_id is not None:
+            statement = statement.where(Task.assignee_id == filters.assignee_id)
+        if filters.unassigned is True:
+            statement = statement.where(Task.assignee_id.is_(None))
+        elif filters.unassigned is False:
+            statement = statement.where(Task.assignee_id.is_not(None))
         if filters.overdue is True:
             statement = statement.where(Task.completed.is_(False), Task.due_at < now)
         elif filters.overdue is False:

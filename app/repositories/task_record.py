@@ -26,6 +26,8 @@ class TaskRecord(NamedTuple):
 
     id: int
     owner_id: int
+    project_id: int
+    assignee_id: int | None
     title: str
     description: str
     completed: bool

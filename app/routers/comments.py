@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query, status
 from app.dependencies import CachedUser, CommentServiceDep, CurrentUser, ReadCommentServiceDep
 from app.routers.params import CommentId, TaskId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
-from app.schemas.comment import CommentCreate, CommentPage, CommentRead
+from app.schemas.comment import CommentCreate, CommentPage, CommentRead, CommentUpdate
 from app.schemas.common import PageQuery
 
 router = APIRouter(
@@ -16,12 +16,15 @@ router = APIRouter(
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=CommentRead, responses=BODY_ERRORS
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CommentRead,
+    responses={**error_responses(403), **BODY_ERRORS},
 )
 async def create_comment(
     task_id: TaskId, data: CommentCreate, user: CurrentUser, comments: CommentServiceDep
 ) -> CommentRead:
-    """Comment on one of your tasks."""
+    """Comment on a task (commenter or higher); you follow it from then on."""
     return CommentRead.model_validate(await comments.create_comment(user, task_id, data))
 
 
@@ -37,9 +40,28 @@ async def list_comments(
     return CommentPage.model_validate(page, from_attributes=True)
 
 
-@router.delete("/{comment_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.patch(
+    "/{comment_id}",
+    response_model=CommentRead,
+    responses={**error_responses(403), **BODY_ERRORS},
+)
+async def update_comment(
+    task_id: TaskId,
+    comment_id: CommentId,
+    data: CommentUpdate,
+    user: CurrentUser,
+    comments: CommentServiceDep,
+) -> CommentRead:
+    """Edit a comment you wrote (commenter or higher); it gains `edited_at`."""
+    comment = await comments.update_comment(user, task_id, comment_id, data)
+    return CommentRead.model_validate(comment)
+
+
+@router.delete(
+    "/{comment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(403)
+)
 async def delete_comment(
     task_id: TaskId, comment_id: CommentId, user: CurrentUser, comments: CommentServiceDep
 ) -> None:
-    """Delete a comment you wrote."""
+    """Delete a comment you wrote, or any comment as an admin of the project."""
     await comments.delete_comment(user, task_id, comment_id)

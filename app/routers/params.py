@@ -4,12 +4,14 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path
 
+from app.schemas.common import MAX_ID
+
 # Ids are positive and fit the database's integer: anything else is a 422, never a 500.
-MAX_ID = 2_147_483_647
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="The task's id")]
 CommentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The comment's id")]
 NotificationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The notification's id")]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The user's id")]
+ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="The project's id")]
 
 # The largest value of a task's `version` column (a 32-bit integer).
 MAX_VERSION = 2_147_483_647

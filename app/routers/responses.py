@@ -36,20 +36,26 @@ BODY_ERRORS = error_responses(
     400, 413, s400="The body could not be read (not UTF-8 JSON) or breaks a business rule"
 )
 
-# Paginated lists: a cursor that was tampered with is a 422 with a message, not FastAPI's
-# list of validation errors, so both shapes are declared.
-CURSOR_ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {
-        "description": "Validation error, or a cursor that was tampered with",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "anyOf": [
-                        {"$ref": f"{REF_PREFIX}HTTPValidationError"},
-                        {"$ref": f"{REF_PREFIX}ErrorResponse"},
-                    ]
+
+def business_422(description: str) -> dict[int | str, dict[str, Any]]:
+    """A 422 that is either FastAPI's list of validation errors or a business rule's message
+    (a tampered cursor, an assignee who is not a member): both shapes are declared."""
+    return {
+        422: {
+            "description": description,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": f"{REF_PREFIX}HTTPValidationError"},
+                            {"$ref": f"{REF_PREFIX}ErrorResponse"},
+                        ]
+                    }
                 }
-            }
-        },
+            },
+        }
     }
-}
+
+
+CURSOR_ERRORS = business_422("Validation error, or a cursor that was tampered with")
+ASSIGNEE_ERRORS = business_422("Validation error, or an assignee who is not a project member")

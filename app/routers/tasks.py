@@ -5,8 +5,15 @@ from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 from app.core.metrics import TASKS_CREATED
 from app.dependencies import CachedUser, CurrentUser, ReadTaskServiceDep, TaskServiceDep
 from app.routers.params import IfMatch, TaskId
-from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
-from app.schemas.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
+from app.routers.responses import ASSIGNEE_ERRORS, BODY_ERRORS, CURSOR_ERRORS, error_responses
+from app.schemas.task import (
+    TaskCreate,
+    TaskDetail,
+    TaskListQuery,
+    TaskPage,
+    TaskRead,
+    TaskUpdate,
+)
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429, 503))
 
@@ -19,7 +26,12 @@ def set_etag(response: Response, version: int) -> None:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}, **BODY_ERRORS},
+    responses={
+        201: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **error_responses(403, 404),
+        **BODY_ERRORS,
+        **ASSIGNEE_ERRORS,
+    },
 )
 async def create_task(
     data: TaskCreate,
@@ -38,31 +50,48 @@ async def create_task(
     return TaskRead.model_validate(task)
 
 
-@router.get("", response_model=TaskPage, responses=CURSOR_ERRORS)
+@router.get("", response_model=TaskPage, responses={**error_responses(404), **CURSOR_ERRORS})
 async def list_tasks(
     user: CachedUser,
     tasks: ReadTaskServiceDep,
     query: Annotated[TaskListQuery, Query()],
 ) -> TaskPage:
-    """Your tasks, filtered and sorted, one page at a time (keyset cursor)."""
+    """The tasks of every project you are a member of, filtered and sorted, one page at a
+    time (keyset cursor)."""
     page = await tasks.list_tasks(user, query)
     return TaskPage.model_validate(page, from_attributes=True)
 
 
-@router.get("/{task_id}", response_model=TaskRead, responses=error_responses(404))
+@router.get("/{task_id}", response_model=TaskDetail, responses=error_responses(404))
 async def get_task(
     task_id: TaskId, user: CachedUser, tasks: ReadTaskServiceDep, response: Response
-) -> TaskRead:
-    """One of your tasks, with its `ETag`."""
-    task = await tasks.get_task(user, task_id)
+) -> TaskDetail:
+    """A task of one of your projects, with its `ETag` and whether you follow it."""
+    task, following = await tasks.get_task_detail(user, task_id)
     set_etag(response, task.version)
-    return TaskRead.model_validate(task)
+    return TaskDetail.model_validate({**task._asdict(), "following": following})
+
+
+@router.put(
+    "/{task_id}/follow", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
+async def follow_task(task_id: TaskId, user: CurrentUser, tasks: TaskServiceDep) -> None:
+    """Follow a task (viewer or higher): you hear of its changes and comments."""
+    await tasks.follow_task(user, task_id)
+
+
+@router.delete(
+    "/{task_id}/follow", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
+async def unfollow_task(task_id: TaskId, user: CurrentUser, tasks: TaskServiceDep) -> None:
+    """Stop following a task."""
+    await tasks.unfollow_task(user, task_id)
 
 
 @router.patch(
     "/{task_id}",
     response_model=TaskRead,
-    responses={**error_responses(404, 412), **BODY_ERRORS},
+    responses={**error_responses(403, 404, 412), **BODY_ERRORS, **ASSIGNEE_ERRORS},
 )
 async def update_task(
     task_id: TaskId,
@@ -79,7 +108,9 @@ async def update_task(
 
 
 @router.delete(
-    "/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 412)
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 404, 412),
 )
 async def delete_task(
     task_id: TaskId, user: CurrentUser, if_match: IfMatch, tasks: TaskServiceDep

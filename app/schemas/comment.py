@@ -14,12 +14,17 @@ class CommentCreate(RequestModel):
     text: CommentText
 
 
+class CommentUpdate(RequestModel):
+    text: CommentText
+
+
 class CommentRead(ResponseModel):
     id: int
     task_id: int
     author_id: int
     text: str
     created_at: datetime
+    edited_at: datetime | None
 
 
 CommentPage = Page[CommentRead]

@@ -93,6 +93,10 @@ NOT_BLANK = Field(json_schema_extra={"pattern": rf"^[^\x00]*[^\x00{_SPACE}][^\x0
 
 Text = Annotated[str, AfterValidator(reject_nul), NO_NUL]
 
+# Ids are positive and fit PostgreSQL's integer: anything else is a 422, never a 500.
+MAX_ID = 2_147_483_647
+EntityId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
 Username = Annotated[
     str,
     StringConstraints(

@@ -9,9 +9,12 @@ class NotificationRead(ResponseModel):
     id: int
     kind: str = Field(
         description="task_created, task_completed, comment_added, task_due_soon, "
-        "task_overdue; more may come: ignore kinds you do not know"
+        "task_overdue, task_assigned, project_shared; more may come: ignore kinds you do "
+        "not know"
     )
     task_id: int | None
+    project_id: int | None
+    actor_id: int | None = Field(description="Who caused it; null for reminders")
     message: str
     created_at: datetime
     read_at: datetime | None

@@ -8,6 +8,7 @@ from pydantic.json_schema import SkipJsonSchema
 from app.models.task import Priority
 from app.schemas.common import (
     NOT_BLANK,
+    EntityId,
     Page,
     PageQuery,
     RequestModel,
@@ -52,10 +53,13 @@ class TaskCreate(RequestModel):
     priority: Priority = Priority.MEDIUM
     due_at: UTCTimestamp | None = None
     tags: TagList = Field(default_factory=list)
+    project_id: EntityId | None = Field(default=None, description="Default: your inbox")
+    assignee_id: EntityId | None = Field(default=None, description="A member of the project")
 
 
 class TaskUpdate(RequestModel):
-    """Any subset of the fields; only the ones sent change. `due_at: null` clears it."""
+    """Any subset of the fields; only the ones sent change. `due_at: null` clears it,
+    `assignee_id: null` unassigns."""
 
     # Absent means "unchanged"; only due_at may be null, and the schema says so.
     title: TaskTitle | SkipJsonSchema[None] = None
@@ -64,10 +68,12 @@ class TaskUpdate(RequestModel):
     priority: Priority | SkipJsonSchema[None] = None
     due_at: UTCTimestamp | None = None
     tags: TagList | SkipJsonSchema[None] = None
+    project_id: EntityId | SkipJsonSchema[None] = Field(default=None, description="Move the task")
+    assignee_id: EntityId | None = Field(default=None, description="null unassigns it")
 
     @model_validator(mode="after")
     def _only_due_at_is_nullable(self) -> Self:
-        for name in self.model_fields_set - {"due_at"}:
+        for name in self.model_fields_set - {"due_at", "assignee_id"}:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -89,7 +95,13 @@ class TaskRead(ResponseModel):
     created_at: datetime
     updated_at: datetime
     version: int
-    owner_id: int
+    owner_id: int = Field(description="The user who created it")
+    project_id: int
+    assignee_id: int | None
+
+
+class TaskDetail(TaskRead):
+    following: bool = Field(description="Whether you follow the task")
 
 
 TaskPage = Page[TaskRead]
@@ -127,3 +139,8 @@ class TaskListQuery(PageQuery):
     due_before: UTCTimestamp | None = None
     due_after: UTCTimestamp | None = None
     overdue: bool | None = None
+    project_id: list[EntityId] = Field(
+        default_factory=list, max_length=100, description="Only these projects (repeatable)"
+    )
+    assignee_id: EntityId | None = Field(default=None, description="Assigned to this user")
+    unassigned: bool | None = Field(default=None, description="true: assigned to nobody")

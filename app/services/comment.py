@@ -1,11 +1,12 @@
-from datetime import datetime
+from datetime import UTC, datetime
 
-from app.core.exceptions import NotFoundError
+from app.core.exceptions import NotFoundError, PermissionDeniedError
 from app.core.pagination import CursorCodec, PageResult, paginate
-from app.models import Comment, NotificationKind, User
+from app.models import Comment, NotificationKind, Role, User
 from app.repositories.base import Keyset
 from app.repositories.comment import CommentRepository
-from app.schemas.comment import CommentCreate
+from app.repositories.task_record import TaskRecord
+from app.schemas.comment import CommentCreate, CommentUpdate
 from app.schemas.common import PageQuery
 from app.services.notification import NotificationService
 from app.services.task import TaskService
@@ -31,13 +32,18 @@ class CommentService:
         self.notifications = notifications
 
     async def create_comment(self, user: User, task_id: int, data: CommentCreate) -> Comment:
-        task = await self.tasks.get_task(user, task_id)
+        """Commenter+; the author follows the task from now on."""
+        task = await self._task_as(user, task_id, Role.COMMENTER)
         comment = await self.comments.add(
             Comment(task_id=task.id, author_id=user.id, text=data.text)
         )
+        await self.tasks.add_follower(task, user.id)
         excerpt = data.text if len(data.text) <= 80 else data.text[:79] + "…"
         await self.notifications.notify(
-            task, NotificationKind.COMMENT_ADDED, f"New comment on {task.title}: {excerpt}"
+            task,
+            NotificationKind.COMMENT_ADDED,
+            f"New comment on {task.title}: {excerpt}",
+            actor_id=user.id,
         )
         return comment
 
@@ -47,13 +53,41 @@ class CommentService:
         rows = await self.comments.list_for_task(task, after=after, limit=page.limit + 1)
         return paginate(rows, page.limit, self._encode_cursor)
 
+    async def update_comment(
+        self, user: User, task_id: int, comment_id: int, data: CommentUpdate
+    ) -> Comment:
+        """Only the author edits a comment (and must still be commenter+)."""
+        task = await self._task_as(user, task_id, Role.COMMENTER)
+        comment = await self._comment(task, comment_id)
+        if comment.author_id != user.id:
+            raise PermissionDeniedError("Only its author edits a comment")
+        comment.text = data.text
+        comment.edited_at = datetime.now(UTC)
+        await self.comments.session.flush()
+        return comment
+
     async def delete_comment(self, user: User, task_id: int, comment_id: int) -> None:
-        """Only the author deletes a comment; to anyone else it does not exist."""
+        """Its author (commenter+) or an admin+ of the project deletes a comment."""
         task = await self.tasks.get_task(user, task_id)
-        comment = await self.comments.get_for_task(comment_id, task)
-        if comment is None or comment.author_id != user.id:
-            raise NotFoundError(COMMENT_NOT_FOUND)
+        comment = await self._comment(task, comment_id)
+        role = await self.tasks.require_project_role(user, task.project_id, Role.VIEWER)
+        own = comment.author_id == user.id and role.at_least(Role.COMMENTER)
+        if not (own or role.at_least(Role.ADMIN)):
+            raise PermissionDeniedError(
+                "Only its author (commenter or higher) or a project admin deletes a comment"
+            )
         await self.comments.delete(comment)
+
+    async def _task_as(self, user: User, task_id: int, needed: Role) -> TaskRecord:
+        task = await self.tasks.get_task(user, task_id)
+        await self.tasks.require_project_role(user, task.project_id, needed)
+        return task
+
+    async def _comment(self, task: TaskRecord, comment_id: int) -> Comment:
+        comment = await self.comments.get_for_task(comment_id, task)
+        if comment is None:
+            raise NotFoundError(COMMENT_NOT_FOUND)
+        return comment
 
     def _encode_cursor(self, comment: Comment) -> str:
         return self.cursors.encode_keyset(

@@ -46,17 +46,44 @@ class NotificationService:
         self.uow = uow
         self.wake_delivery = wake_delivery
 
-    async def notify(self, task: TaskRecord, kind: NotificationKind, message: str) -> Notification:
-        """Record a notification for the task's owner, in the caller's transaction."""
-        notification = await self.notifications.add(
-            Notification(user_id=task.owner_id, task_id=task.id, kind=kind, message=message)
+    async def notify(
+        self, task: TaskRecord, kind: NotificationKind, message: str, *, actor_id: int
+    ) -> list[int]:
+        """Notify the task's audience (`add_for_task_audience`), in the caller's transaction."""
+        now = datetime.now(UTC)
+        ids = await self.notifications.add_for_task_audience(
+            task, kind=kind, message=message, actor_id=actor_id, now=now
         )
-        if self.email.wants(kind):
-            queued = await self.notifications.add_email_deliveries(
-                [notification.id], now=datetime.now(UTC)
+        await self._queue_email(kind, ids, now)
+        return ids
+
+    async def notify_user(
+        self,
+        user_id: int,
+        kind: NotificationKind,
+        message: str,
+        *,
+        project_id: int | None,
+        actor_id: int | None,
+        task_id: int | None = None,
+    ) -> Notification:
+        """Notify one user (a project shared with them, a task assigned to them)."""
+        notification = await self.notifications.add(
+            Notification(
+                user_id=user_id,
+                task_id=task_id,
+                project_id=project_id,
+                actor_id=actor_id,
+                kind=kind,
+                message=message,
             )
-            self._outbox_written(queued)
+        )
+        await self._queue_email(kind, [notification.id], datetime.now(UTC))
         return notification
+
+    async def _queue_email(self, kind: NotificationKind, ids: list[int], now: datetime) -> None:
+        if ids and self.email.wants(kind):
+            self._outbox_written(await self.notifications.add_email_deliveries(ids, now=now))
 
     async def list_notifications(
         self, user_id: int, query: NotificationListQuery

@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from functools import partial
 
 from app.core.database import AfterCommit
@@ -5,6 +6,7 @@ from app.core.exceptions import ConflictError
 from app.core.identity_cache import IdentityCache
 from app.core.security import PasswordHasher
 from app.models import User
+from app.repositories.project import ProjectRepository
 from app.repositories.user import UserRepository
 from app.schemas.user import UserCreate, UserUpdate
 
@@ -13,12 +15,14 @@ class UserService:
     def __init__(
         self,
         users: UserRepository,
+        projects: ProjectRepository,
         hasher: PasswordHasher,
         *,
         identity_cache: IdentityCache | None,
         uow: AfterCommit,
     ) -> None:
         self.users = users
+        self.projects = projects
         self.hasher = hasher
         # None outside a request (the CLI): see `ensure_admin`.
         self.identity_cache = identity_cache
@@ -36,7 +40,10 @@ class UserService:
             password_hash=password_hash,
             is_admin=is_admin,
         )
-        return await self.users.add(user)  # the unique index settles a race with a 409
+        user = await self.users.add(user)  # the unique index settles a race with a 409
+        # Every account has its inbox, where tasks go unless a project is named.
+        await self.projects.create_inbox(user.id, now=datetime.now(UTC))
+        return user
 
     async def update_profile(self, user: User, data: UserUpdate) -> User:
         if "email" in data.model_fields_set:

@@ -1,7 +1,8 @@
 """A sweep over every operation of the OpenAPI schema: ownership, authentication, roles.
 
-- Every operation with an id in its path, sent by user B with user A's real ids: 404 with the
-  same body as an id that was never used (admin routes: 403, B is no administrator); and
+- Every operation with an id in its path, sent by user B with user A's real ids (A's project,
+  its task, comment, notification): 404 with the same body as an id that was never used
+  (admin routes: 403, B is no administrator); and
   with B's own task but A's comment: 404 as well (a comment is visible through its task).
 - Every list without ids in its path, read by B: none of A's rows. Marking all read as B
   leaves A's notifications unread.
@@ -33,6 +34,11 @@ PUBLIC_PAGES = ["/docs", "/redoc", "/openapi.json"]
 BODIES: dict[str, dict[str, Any]] = {
     "PATCH /tasks/{task_id}": {"json": {"title": "taken over"}},
     "POST /tasks/{task_id}/comments": {"json": {"text": "hello"}},
+    "PATCH /tasks/{task_id}/comments/{comment_id}": {"json": {"text": "edited"}},
+    "POST /projects": {"json": {"name": "p"}},
+    "PATCH /projects/{project_id}": {"json": {"name": "taken over"}},
+    "POST /projects/{project_id}/members": {"json": {"username": "someone", "role": "admin"}},
+    "PATCH /projects/{project_id}/members/{user_id}": {"json": {"role": "admin"}},
     "PATCH /admin/users/{user_id}": {"json": {"is_active": False}},
     "POST /tasks": {"json": {"title": "t"}},
     "PATCH /auth/me": {"json": {"email": None}},
@@ -82,11 +88,14 @@ class Owner:
 
 @pytest.fixture
 async def owner(client: AsyncClient) -> Owner:
-    """User A with a real task, comment and notification."""
+    """User A with a project of their own, a real task in it, a comment and a notification."""
     a = await register(client)
     headers = bearer(await login(client, a["username"]))
-    task = await create_task(client, headers)
+    project = await client.post("/projects", json={"name": "A's"}, headers=headers)
+    assert project.status_code == 201, project.text
+    task = await create_task(client, headers, project_id=project.json()["id"])
     comment = await create_comment(client, headers, task["id"])
+    await create_task(client, headers)  # in A's inbox: A is told of it (not in a project)
     listing = await client.get("/notifications", headers=headers)
     notification = listing.json()["items"][0]
     ids = {
@@ -94,6 +103,7 @@ async def owner(client: AsyncClient) -> Owner:
         "comment_id": comment["id"],
         "notification_id": notification["id"],
         "user_id": a["id"],
+        "project_id": project.json()["id"],
     }
     return Owner(headers, ids)
 
@@ -144,7 +154,7 @@ async def test_another_users_ids_are_404_like_never_used_ones(
 
 
 async def test_every_secured_operation_needs_a_token(app: FastAPI, client: AsyncClient) -> None:
-    ids = dict.fromkeys(("task_id", "comment_id", "notification_id", "user_id"), 1)
+    ids = dict.fromkeys(("task_id", "comment_id", "notification_id", "user_id", "project_id"), 1)
     for op in operations(app):
         if not op.secured:
             continue
@@ -192,9 +202,11 @@ async def test_lists_show_none_of_another_users_rows(
         assert response.status_code == 200, (op.label, response.text)
         body = response.json()
         if isinstance(body, dict) and "items" in body:
-            assert body["items"] == [], op.label
+            # B's own rows: a new account has nothing but its inbox.
+            own = [p for p in body["items"] if p.get("is_inbox")] if op.path == "/projects" else []
+            assert body["items"] == own, op.label
             listed.append(op.label)
-    assert {"GET /tasks", "GET /notifications"} <= set(listed)
+    assert {"GET /tasks", "GET /notifications", "GET /projects"} <= set(listed)
 
 
 async def test_marking_all_read_leaves_another_users_notifications_unread(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.security import PasswordHasher
 from app.dependencies import CurrentUser, WriteUnitOfWork, get_current_admin
 from app.models import AuthSession, User
+from app.repositories.project import ProjectRepository
 from app.repositories.user import UserRepository
 from app.routers.params import MAX_ID
 from app.schemas.user import UserCreate
@@ -349,7 +350,11 @@ class TestAccessControl:
     ) -> None:
         """`task-manager create-admin` goes through UserService.ensure_admin."""
         service = UserService(
-            UserRepository(session), password_hasher, identity_cache=None, uow=AfterCommitLog()
+            UserRepository(session),
+            ProjectRepository(session),
+            password_hasher,
+            identity_cache=None,
+            uow=AfterCommitLog(),
         )
         created = await service.ensure_admin(
             UserCreate(username=unique_name("root"), password=PASSWORD), promote=False
@@ -371,7 +376,11 @@ class TestAccessControl:
         before = await client.patch(f"/admin/users/{member.id}", json={}, headers=member.headers)
         assert_json_detail(before, 403)
         service = UserService(
-            UserRepository(session), password_hasher, identity_cache=None, uow=AfterCommitLog()
+            UserRepository(session),
+            ProjectRepository(session),
+            password_hasher,
+            identity_cache=None,
+            uow=AfterCommitLog(),
         )
         await service.ensure_admin(
             UserCreate(username=member.username, password=PASSWORD), promote=True

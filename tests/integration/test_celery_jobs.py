@@ -28,6 +28,7 @@ from app.core.database import create_engine, create_session_factory, unit_of_wor
 from app.core.pagination import CursorCodec
 from app.models import DeliveryStatus, NotificationKind, Task, User
 from app.repositories.notification import NotificationRepository
+from app.repositories.project import ProjectRepository
 from app.services.notification import EmailPolicy, NotificationService
 from tests.factories import AfterCommitLog
 from tests.processes import (
@@ -183,7 +184,8 @@ async def seed_pending_deliveries(
             user = User(username=username, email=f"{username}@example.com", password_hash="-")
             session.add(user)
             await session.flush()
-            task = Task(owner_id=user.id, title="Seeded task")
+            inbox = await ProjectRepository(session).create_inbox(user.id, now=datetime.now(UTC))
+            task = Task(owner_id=user.id, project_id=inbox, title="Seeded task")
             session.add(task)
             await session.flush()
             service = NotificationService(
@@ -194,7 +196,12 @@ async def seed_pending_deliveries(
                 wake_delivery=None,  # the worker under test finds them on its own
             )
             for n in range(count):
-                await service.notify(task, NotificationKind.COMMENT_ADDED, f"Seeded comment {n}")
+                await service.notify(
+                    task,  # type: ignore[arg-type]
+                    NotificationKind.COMMENT_ADDED,
+                    f"Seeded comment {n}",
+                    actor_id=user.id,
+                )
     finally:
         await engine.dispose()
     rows = await delivery_statuses(database_url)

@@ -20,7 +20,8 @@ from tests.factories import (
     other_user_headers,
 )
 
-COMMENT_FIELDS = {"id", "task_id", "author_id", "text", "created_at"}
+# v2 adds edited_at; a v1 client ignores fields it does not know.
+COMMENT_FIELDS = {"id", "task_id", "author_id", "text", "created_at", "edited_at"}
 COMMENT_NOT_FOUND = {"detail": "Comment not found"}
 
 

@@ -26,7 +26,11 @@ from tests.factories import (
 
 Json = dict[str, Any]
 Headers = dict[str, str]
-NOTIFICATION_FIELDS = {"id", "kind", "task_id", "message", "created_at", "read_at"}
+# v2 adds project_id and actor_id; a v1 client ignores fields it does not know.
+NOTIFICATION_FIELDS = {
+    *("id", "kind", "task_id", "message", "created_at", "read_at"),
+    *("project_id", "actor_id"),
+}
 NOTIFICATION_NOT_FOUND = {"detail": "Notification not found"}
 
 

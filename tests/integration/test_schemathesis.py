@@ -51,7 +51,6 @@ DOCUMENTED_REFUSALS = {
     # A generated current password is not the account's (API.md: wrong current password 400).
     "POST /auth/me/password": {400},
     # A generated If-Match is not the task's version (API.md: 412 and nothing changes).
-    "PATCH /tasks/{task_id}": {412},
     "DELETE /tasks/{task_id}": {412},
     # The administrator may pick their own id: no self-deactivation or demotion (API.md: 400).
     "PATCH /admin/users/{user_id}": {400},
@@ -60,6 +59,18 @@ DOCUMENTED_REFUSALS = {
     "GET /tasks/{task_id}/comments": {422},
     "GET /notifications": {422},
     "GET /admin/users": {422},
+    "GET /projects": {422},
+    "GET /projects/{project_id}/members": {422},
+    # The only project a fresh user has is their inbox: it cannot be renamed, deleted or
+    # shared, and its owner cannot leave (API.md: 400).
+    "PATCH /projects/{project_id}": {400, 412},
+    "DELETE /projects/{project_id}": {400, 412},
+    "POST /projects/{project_id}/members": {400},
+    "PATCH /projects/{project_id}/members/{user_id}": {400},
+    "DELETE /projects/{project_id}/members/{user_id}": {400},
+    # A generated assignee is not a member of the project (API.md: 422).
+    "POST /tasks": {422},
+    "PATCH /tasks/{task_id}": {412, 422},
 }
 
 # `format: email` is RFC 5322 syntax; email-validator (behind pydantic's EmailStr) also

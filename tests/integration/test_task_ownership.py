@@ -8,6 +8,7 @@ from httpx import AsyncClient
 from tests.factories import (
     NEVER_USED_ID,
     TASK_NOT_FOUND,
+    as_listed,
     create_comment,
     create_task,
     list_task_ids,
@@ -75,7 +76,8 @@ class TestAnotherUsersTask:
             url = path.format(task=task["id"], comment=comment["id"])
             await client.request(method, url, json=body, headers={**stranger, **extra})
 
-        assert (await client.get(f"/tasks/{task['id']}", headers=auth_headers)).json() == task
+        fetched = await client.get(f"/tasks/{task['id']}", headers=auth_headers)
+        assert as_listed(fetched.json()) == task
         comments = await client.get(f"/tasks/{task['id']}/comments", headers=auth_headers)
         assert comments.json()["items"] == [comment]
 

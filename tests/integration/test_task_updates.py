@@ -10,6 +10,7 @@ from tests.factories import (
     NEVER_USED_ID,
     RFC3339_UTC,
     TASK_NOT_FOUND,
+    as_listed,
     assert_validation_error,
     create_task,
 )
@@ -31,8 +32,7 @@ async def patch(
 async def fetch(client: AsyncClient, headers: dict[str, str], task_id: int) -> Json:
     response = await client.get(f"/tasks/{task_id}", headers=headers)
     assert response.status_code == 200, response.text
-    body: Json = response.json()
-    return body
+    return as_listed(response.json())
 
 
 def ts(value: str) -> datetime:
@@ -296,7 +296,7 @@ class TestUpdateTaskIfMatch:
 
         assert_precondition_failed(response)
         after = await client.get(f"/tasks/{task['id']}", headers=auth_headers)
-        assert after.json() == current
+        assert as_listed(after.json()) == current
         assert after.json()["version"] == 2
         assert after.headers["etag"] == '"2"'
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Notification, NotificationKind, Task, User
+from app.models import Notification, NotificationKind, Role, Task, User
 from app.repositories.access import notification_visible_to, task_visible_to
-from tests.factories import create_user
+from app.repositories.project import ProjectRepository
+from tests.factories import create_user, inbox_of
 
 REPOSITORIES = Path(__file__).parents[2] / "app" / "repositories"
 # The columns that say whose a row is: only the access module compares them.
@@ -17,7 +18,8 @@ OWNERSHIP_COLUMNS = {("Task", "owner_id"), ("Notification", "user_id"), ("Commen
 
 
 async def add_task_and_notification(session: AsyncSession, user: User) -> tuple[int, int]:
-    task = Task(owner_id=user.id, title="t", created_at=datetime.now(UTC))
+    inbox = await inbox_of(session, user)
+    task = Task(owner_id=user.id, project_id=inbox, title="t", created_at=datetime.now(UTC))
     session.add(task)
     await session.flush()
     notification = Notification(
@@ -29,20 +31,33 @@ async def add_task_and_notification(session: AsyncSession, user: User) -> tuple[
 
 
 class TestTaskVisibleTo:
-    async def test_selects_the_users_own_tasks_only(self, session: AsyncSession) -> None:
+    async def test_selects_the_tasks_of_the_users_projects_only(
+        self, session: AsyncSession
+    ) -> None:
         me, other = await create_user(session), await create_user(session)
         mine, _ = await add_task_and_notification(session, me)
-        await add_task_and_notification(session, other)
+        theirs, _ = await add_task_and_notification(session, other)
 
         visible = await session.scalars(select(Task.id).where(task_visible_to(me.id)))
-
         assert list(visible) == [mine]
 
-    def test_is_the_owner_condition_the_indexes_are_led_by(self) -> None:
-        clause = task_visible_to(7).compile()
+        # Shared with me as a viewer: I see it, but it is not among those I may change.
+        await ProjectRepository(session).add_member(
+            await inbox_of(session, other), me.id, Role.VIEWER, now=datetime.now(UTC)
+        )
+        visible = await session.scalars(
+            select(Task.id).where(task_visible_to(me.id)).order_by(Task.id)
+        )
+        assert list(visible) == sorted([mine, theirs])
+        editable = await session.scalars(select(Task.id).where(task_visible_to(me.id, Role.EDITOR)))
+        assert list(editable) == [mine]
 
-        assert str(clause) == "task.owner_id = :owner_id_1"
-        assert clause.params == {"owner_id_1": 7}
+    def test_is_a_membership_condition(self) -> None:
+        clause = str(task_visible_to(7, Role.EDITOR).compile())
+
+        assert clause.startswith("task.project_id IN (SELECT project_member.project_id")
+        assert "project_member.user_id = " in clause
+        assert "project_member.role >= " in clause
 
 
 class TestNotificationVisibleTo:

@@ -22,6 +22,7 @@ import asyncio, sys
 from app.core.config import load_settings
 from app.core.database import UnitOfWork, create_engine, create_session_factory
 from app.core.security import PasswordHasher
+from app.repositories.project import ProjectRepository
 from app.repositories.user import UserRepository
 from app.schemas.user import UserCreate
 from app.services.user import UserService
@@ -33,7 +34,13 @@ async def main() -> None:
     try:
         async with UnitOfWork.begin(create_session_factory(engine)) as uow:
             data = UserCreate(username=sys.argv[1], password="a regular password")
-            users = UserService(UserRepository(uow.session), hasher, identity_cache=None, uow=uow)
+            users = UserService(
+                UserRepository(uow.session),
+                ProjectRepository(uow.session),
+                hasher,
+                identity_cache=None,
+                uow=uow,
+            )
             await users.register(data)
     finally:
         hasher.close()

@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.exceptions import BusinessValidationError, NotFoundError
+from app.core.exceptions import BusinessValidationError, NotFoundError, PermissionDeniedError
 from app.core.pagination import CursorCodec
-from app.models import Comment, User
+from app.models import Comment, Role, User
+from app.repositories.project import ProjectRepository
 from app.repositories.task_record import TaskRecord
 from app.schemas.comment import CommentCreate
 from app.schemas.common import PageQuery
@@ -204,22 +205,33 @@ class TestDeleteComment:
 
         assert await comment_texts(session, task.id) == ["mine"]
 
-    async def test_only_the_author_may_delete(
+    @pytest.mark.parametrize("role", [Role.COMMENTER, Role.EDITOR])
+    async def test_below_admin_only_the_author_may_delete(
         self,
         service: CommentService,
         owner: User,
         stranger: User,
-        task: TaskRecord,
         session: AsyncSession,
+        task_service: TaskService,
+        role: Role,
     ) -> None:
-        # Not reachable over HTTP today (only owners comment), but the rule is the service's.
-        foreign = Comment(
-            task_id=task.id, author_id=stranger.id, text="theirs", created_at=datetime.now(UTC)
+        shared = await ProjectRepository(session).create(
+            owner_id=owner.id,
+            values={"name": "shared", "description": "", "is_inbox": False},
+            now=datetime.now(UTC),
         )
-        session.add(foreign)
-        await session.flush()
+        await ProjectRepository(session).add_member(
+            shared, stranger.id, role, now=datetime.now(UTC)
+        )
+        task = await task_service.create_task(owner, TaskCreate(title="t", project_id=shared))
+        owners = await say(service, owner, task, "the owner's")
 
-        with pytest.raises(NotFoundError, match="Comment not found"):
-            await service.delete_comment(owner, task.id, foreign.id)
-
-        assert await comment_texts(session, task.id) == ["theirs"]
+        with pytest.raises(PermissionDeniedError):
+            await service.delete_comment(stranger, task.id, owners.id)
+        theirs = await say(service, stranger, task, "theirs")
+        await service.delete_comment(stranger, task.id, theirs.id)
+        assert await comment_texts(session, task.id) == ["the owner's"]
+        # An admin+ (here the owner) deletes anyone's comment.
+        again = await say(service, stranger, task, "again")
+        await service.delete_comment(owner, task.id, again.id)
+        assert await comment_texts(session, task.id) == ["the owner's"]

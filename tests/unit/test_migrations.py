@@ -1,6 +1,7 @@
 import asyncio
 import warnings
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from app.core.config import load_settings
 from app.core.database import create_engine
 from app.core.migrations import alembic_config, downgrade, upgrade
 from app.models import Base
+from tests.conftest import PostgresDatabases, is_postgres
 
 APP_TABLES = {"user_account", "auth_session", "refresh_token"}
 
@@ -159,6 +161,7 @@ class TestIdsNeverReusedOnSqlite:
     """The AUTOINCREMENT rebuild keeps every row, index and reference of an existing file."""
 
     BEFORE = "b9ae5042c77a"
+    AFTER = "5c1d2e7f9a30"
     TABLES = ("task", "comment", "notification", "notification_delivery", "task_tag")
 
     async def test_upgrade_keeps_the_data_and_stops_id_reuse(self, tmp_path: Any) -> None:
@@ -171,7 +174,7 @@ class TestIdsNeverReusedOnSqlite:
                     await connection.execute(text(statement))
             before = await self._snapshot(engine)
 
-            await _upgrade(url)
+            await asyncio.to_thread(upgrade, url, self.AFTER, configure_logging=False)
 
             after = await self._snapshot(engine)
             async with engine.begin() as connection:
@@ -220,4 +223,160 @@ SEED_STATEMENTS = (
     "INSERT INTO notification_delivery (id, notification_id, recipient, status, attempts, "
     "next_attempt_at, created_at) VALUES (1, 1, 'owner@example.com', 'pending', 0, "
     "'2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+)
+
+
+class TestEveryoneGetsAnInbox:
+    """The teams migration on a populated database: every user gets an inbox holding their
+    tasks, every row is kept, and the indexes are those of a database created at head."""
+
+    BEFORE = "5c1d2e7f9a30"
+    # What existed before, column by column (the migration adds comment.edited_at).
+    KEPT = (
+        "SELECT * FROM user_account ORDER BY id",
+        "SELECT id, task_id, author_id, text, created_at FROM comment ORDER BY id",
+        "SELECT * FROM task_tag ORDER BY task_id, name",
+        "SELECT * FROM notification_delivery ORDER BY id",
+    )
+
+    async def test_tasks_move_into_their_owners_inboxes(
+        self,
+        scratch_database_url: str,
+        scratch_engine: AsyncEngine,
+        fresh_database_url: str,
+    ) -> None:
+        await asyncio.to_thread(upgrade, scratch_database_url, self.BEFORE, configure_logging=False)
+        async with scratch_engine.begin() as connection:
+            for statement, rows in TEAMS_SEED:
+                await connection.execute(text(statement), rows)
+        kept_before = await self._rows(scratch_engine)
+
+        await _upgrade(scratch_database_url)
+
+        async with scratch_engine.connect() as connection:
+            projects = (
+                await connection.execute(
+                    text("SELECT id, owner_id, name, is_inbox FROM project ORDER BY owner_id")
+                )
+            ).all()
+            inbox_of = {owner: project for project, owner, _name, _inbox in projects}
+            assert [(owner, name, bool(inbox)) for _id, owner, name, inbox in projects] == [
+                (1, "Inbox", True),
+                (2, "Inbox", True),
+            ]
+            members = (
+                await connection.execute(
+                    text("SELECT project_id, user_id, role FROM project_member ORDER BY user_id")
+                )
+            ).all()
+            assert members == [(inbox_of[1], 1, 5), (inbox_of[2], 2, 5)]
+            tasks = (
+                await connection.execute(
+                    text(
+                        "SELECT id, owner_id, project_id, assignee_id, title FROM task ORDER BY id"
+                    )
+                )
+            ).all()
+            assert tasks == [
+                (1, 1, inbox_of[1], None, "first"),
+                (2, 1, inbox_of[1], None, "second"),
+                (3, 2, inbox_of[2], None, "theirs"),
+            ]
+            followers = (
+                await connection.execute(
+                    text("SELECT task_id, user_id FROM task_follower ORDER BY 1, 2")
+                )
+            ).all()
+            assert followers == [(1, 1), (2, 1), (3, 2)]
+            notifications = (
+                await connection.execute(
+                    text("SELECT id, project_id, actor_id FROM notification ORDER BY id")
+                )
+            ).all()
+            assert notifications == [(1, inbox_of[1], 1), (2, inbox_of[2], None)]
+            indexes = await connection.run_sync(_database_indexes)
+        assert await self._rows(scratch_engine) == kept_before
+
+        await _upgrade(fresh_database_url)
+        fresh = create_engine(load_settings(_env_file=None, DATABASE_URL=fresh_database_url))
+        try:
+            async with fresh.connect() as connection:
+                assert indexes == await connection.run_sync(_database_indexes)
+        finally:
+            await fresh.dispose()
+
+    async def _rows(self, engine: AsyncEngine) -> list[list[Any]]:
+        async with engine.connect() as connection:
+            return [list((await connection.execute(text(query))).all()) for query in self.KEPT]
+
+
+@pytest.fixture
+async def fresh_database_url(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases
+) -> AsyncIterator[str]:
+    """A second empty database of the configured kind, beside `scratch_database_url`."""
+    if not is_postgres():
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('fresh') / 'fresh.db'}"
+        return
+    url = await postgres.create()
+    try:
+        yield url
+    finally:
+        await postgres.drop(url)
+
+
+# Two users; the first with two tasks (tags, a comment, a notification with an e-mail), the
+# second with one task and a reminder; as the revision before the teams migration stores them.
+TEAMS_SEED: tuple[tuple[str, list[dict[str, Any]]], ...] = (
+    (
+        "INSERT INTO user_account (id, username, password_hash, is_active, is_admin, "
+        "created_at, updated_at) VALUES (:id, :name, 'x', true, false, :at, :at)",
+        [
+            {"id": 1, "name": "first", "at": datetime(2026, 1, 1, tzinfo=UTC)},
+            {"id": 2, "name": "second", "at": datetime(2026, 1, 2, tzinfo=UTC)},
+        ],
+    ),
+    (
+        "INSERT INTO task (id, owner_id, title, description, completed, priority, created_at, "
+        "updated_at, version) VALUES (:id, :owner, :title, '', false, 2, :at, :at, 1)",
+        [
+            {"id": 1, "owner": 1, "title": "first", "at": datetime(2026, 1, 3, tzinfo=UTC)},
+            {"id": 2, "owner": 1, "title": "second", "at": datetime(2026, 1, 4, tzinfo=UTC)},
+            {"id": 3, "owner": 2, "title": "theirs", "at": datetime(2026, 1, 5, tzinfo=UTC)},
+        ],
+    ),
+    (
+        "INSERT INTO task_tag (task_id, name, position) VALUES (:task, :name, 0)",
+        [{"task": 1, "name": "work"}, {"task": 3, "name": "home"}],
+    ),
+    (
+        "INSERT INTO comment (id, task_id, author_id, text, created_at) "
+        "VALUES (1, 1, 1, 'hello', :at)",
+        [{"at": datetime(2026, 1, 6, tzinfo=UTC)}],
+    ),
+    (
+        "INSERT INTO notification (id, user_id, task_id, kind, message, created_at) "
+        "VALUES (:id, :user, :task, :kind, 'm', :at)",
+        [
+            {
+                "id": 1,
+                "user": 1,
+                "task": 1,
+                "kind": "comment_added",
+                "at": datetime(2026, 1, 6, tzinfo=UTC),
+            },
+            {
+                "id": 2,
+                "user": 2,
+                "task": 3,
+                "kind": "task_overdue",
+                "at": datetime(2026, 1, 7, tzinfo=UTC),
+            },
+        ],
+    ),
+    (
+        "INSERT INTO notification_delivery (id, notification_id, recipient, status, attempts, "
+        "next_attempt_at, created_at) VALUES (1, 1, 'first@example.com', 'pending', 0, :at, :at)",
+        [{"at": datetime(2026, 1, 6, tzinfo=UTC)}],
+    ),
 )

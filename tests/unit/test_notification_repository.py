@@ -18,7 +18,7 @@ from app.models import (
 )
 from app.repositories.base import Keyset
 from app.repositories.notification import NotificationRepository
-from tests.factories import create_user
+from tests.factories import create_user, inbox_of
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 MISSING_ID = 2_000_000_000
@@ -53,6 +53,7 @@ async def add_task(
 ) -> Task:
     task = Task(
         owner_id=owner.id,
+        project_id=await inbox_of(session, owner),
         title=title or f"task {uuid.uuid4().hex[:6]}",
         due_at=due_at,
         completed=completed,

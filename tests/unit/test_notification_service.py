@@ -21,6 +21,7 @@ from app.models import (
     User,
 )
 from app.repositories.notification import NotificationRepository
+from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
 from app.repositories.task_record import TaskRecord
 from app.schemas.comment import CommentCreate
@@ -275,10 +276,24 @@ class BrokenInsertRepository(NotificationRepository):
         super().__init__(session)
         self.probe = probe
 
-    async def add(self, instance: Notification) -> Notification:
-        self.probe["tasks"] = await count(self.session, Task, Task.id == instance.task_id)
-        instance.message = None  # type: ignore[assignment]
-        return await super().add(instance)
+    async def add_for_task_audience(
+        self,
+        task: TaskRecord,
+        *,
+        kind: NotificationKind,
+        message: str,  # noqa: ARG002
+        actor_id: int,
+        now: datetime,
+    ) -> list[int]:
+        # The message is replaced by one the database refuses.
+        self.probe["tasks"] = await count(self.session, Task, Task.id == task.id)
+        return await super().add_for_task_audience(
+            task,
+            kind=kind,
+            message=None,  # type: ignore[arg-type]
+            actor_id=actor_id,
+            now=now,
+        )
 
 
 class BrokenOutboxRepository(NotificationRepository):
@@ -305,7 +320,9 @@ def task_service_on(
         uow=factories.AfterCommitLog(),
         wake_delivery=factories.wake_delivery,
     )
-    return TaskService(TaskRepository(session), CursorCodec(CURSOR_KEY), notifications)
+    return TaskService(
+        TaskRepository(session), ProjectRepository(session), CursorCodec(CURSOR_KEY), notifications
+    )
 
 
 async def in_unit_of_work(

@@ -262,13 +262,21 @@ class TestTwoSchedulersAtOnce:
             async with unit_of_work(factory) as session:
                 owner = await create_user(session)
                 owner.email = "owner@example.com"
+                inbox = await factories.inbox_of(session, owner)
 
             for round_ in range(1, self.ROUNDS + 1):
                 now = datetime.now(UTC)
                 async with unit_of_work(factory) as session:
                     for minutes in (10, 20, 30, -10, -20):
                         due = now + timedelta(minutes=minutes)
-                        session.add(Task(owner_id=owner.id, title=f"r{round_}", due_at=due))
+                        session.add(
+                            Task(
+                                owner_id=owner.id,
+                                project_id=inbox,
+                                title=f"r{round_}",
+                                due_at=due,
+                            )
+                        )
 
                 first, second = await asyncio.gather(
                     create_due_reminders(context), create_due_reminders(context)

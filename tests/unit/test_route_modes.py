@@ -40,6 +40,9 @@ DATABASE_READS = {
     "/tasks/{task_id}/comments",
     "/notifications",
     "/admin/users",
+    "/projects",
+    "/projects/{project_id}",
+    "/projects/{project_id}/members",
 }
 
 

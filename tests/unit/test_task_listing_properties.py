@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Priority, Task, TaskTag, User
+from app.repositories.project import ProjectRepository
 from app.schemas.task import TaskListQuery, TaskSort
 from app.services.task import TaskService
 from tests.factories import create_user, task_service
@@ -231,9 +232,11 @@ def expected_ids(tasks: list[StoredTask], query: TaskListQuery, now: datetime) -
 
 
 async def insert_tasks(session: AsyncSession, owner_id: int, specs: list[TaskSpec]) -> list[int]:
+    inbox = await ProjectRepository(session).inbox_id_of(owner_id)
     rows = [
         Task(
             owner_id=owner_id,
+            project_id=inbox,
             title=spec.title,
             description=spec.description,
             completed=spec.completed,

@@ -11,7 +11,7 @@ from app.models import Comment, Priority, Task, TaskTag, User
 from app.repositories.base import Keyset
 from app.repositories.task import TaskRepository
 from app.schemas.task import TaskListQuery, TaskSort
-from tests.factories import create_user
+from tests.factories import create_user, inbox_of
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -29,7 +29,8 @@ def tasks(session: AsyncSession) -> TaskRepository:
 async def add_task(tasks: TaskRepository, owner: User, **fields: Any) -> Task:
     values: dict[str, Any] = {"title": "t", "created_at": NOW, "updated_at": NOW, **fields}
     links = [TaskTag(name=name, position=i) for i, name in enumerate(values.pop("tags", []))]
-    return await tasks.add(Task(owner_id=owner.id, tag_links=links, **values))
+    inbox = await inbox_of(tasks.session, owner)
+    return await tasks.add(Task(owner_id=owner.id, project_id=inbox, tag_links=links, **values))
 
 
 async def version_of(session: AsyncSession, task_id: int) -> int | None:
@@ -277,7 +278,14 @@ class TestListForUser:
 
 class TestCreate:
     async def test_returns_what_a_read_returns(self, tasks: TaskRepository, owner: User) -> None:
-        values = {"owner_id": owner.id, "title": "t", "created_at": NOW, "updated_at": NOW}
+        inbox = await inbox_of(tasks.session, owner)
+        values = {
+            "owner_id": owner.id,
+            "project_id": inbox,
+            "title": "t",
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
 
         created = await tasks.create(values, tags=["b", "a"])
 

@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.exceptions import ConflictError
 from app.core.security import PasswordHasher
 from app.models import User
+from app.repositories.project import ProjectRepository
 from app.repositories.user import UserRepository
 from app.schemas.user import UserCreate, UserUpdate
 from app.services.user import UserService
@@ -18,6 +19,7 @@ PASSWORD = "correct horse battery"
 def service(session: AsyncSession, password_hasher: PasswordHasher) -> UserService:
     return UserService(
         UserRepository(session),
+        ProjectRepository(session),
         password_hasher,
         identity_cache=factories.identity_cache(),
         uow=factories.AfterCommitLog(),
