@@ -24,6 +24,19 @@ from app.repositories.task_sort import sort_value
 from app.schemas.task import TaskListQuery, TaskSort
 
 
+async def project_ids_of(connection: AsyncConnection, user_id: int) -> list[int]:
+    """The projects the user's list spans (as TaskRepository.list_for_user reads them)."""
+    statement = TaskRepository.visible_projects(user_id, TaskListQuery())
+    return list(await connection.scalars(statement))
+
+
+async def project_ids_for(connection: AsyncConnection, user_id: int) -> list[int] | None:
+    """What list_for_user passes: nothing on PostgreSQL (LATERAL), the ids elsewhere."""
+    if connection.dialect.name == "postgresql":
+        return None
+    return await project_ids_of(connection, user_id)
+
+
 async def deep_keyset(
     connection: AsyncConnection, owner: int, sort: TaskSort, depth: int
 ) -> Keyset | None:
@@ -35,6 +48,7 @@ async def deep_keyset(
         limit=depth,
         now=datetime.now(UTC),
         dialect_name=connection.dialect.name,
+        project_ids=await project_ids_for(connection, owner),
     )
     rows = (await connection.execute(statement)).all()
     if not rows:
@@ -48,10 +62,14 @@ async def explain(url: str, owner: int, show_plans: bool) -> None:
     postgres = engine.dialect.name == "postgresql"
     async with engine.connect() as connection:
         count = await connection.scalar(select(text("count(*)")).select_from(Task))
+        projects = await project_ids_of(connection, owner)
         mine = await connection.scalar(
-            select(text("count(*)")).select_from(Task).where(Task.owner_id == owner)
+            select(text("count(*)")).select_from(Task).where(Task.project_id.in_(projects))
         )
-        print(f"{engine.dialect.name}: {count} tasks in the table, owner {owner} has {mine}")
+        print(
+            f"{engine.dialect.name}: {count} tasks in the table, user {owner} sees {mine} "
+            f"in {len(projects)} projects"
+        )
         for sort in TaskSort:
             depth = min(5_000, max(1, (mine or 2) // 2))
             for label, after in (
@@ -66,6 +84,7 @@ async def explain(url: str, owner: int, show_plans: bool) -> None:
                     limit=21,
                     now=datetime.now(UTC),
                     dialect_name=engine.dialect.name,
+                    project_ids=await project_ids_for(connection, owner),
                 )
                 timings = []
                 for _ in range(7):

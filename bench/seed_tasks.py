@@ -2,7 +2,8 @@
 
     python bench/seed_tasks.py DATABASE_URL --users 10000 --tasks 1000000
 
-Users are named seed_<n> with the password "seed password" (one Argon2 hash, shared).
+Users are named seed_<n> with the password "seed password" (one Argon2 hash, shared); user
+n's inbox is project n, and holds all their tasks.
 The first user gets `--big-user-tasks` tasks (default 10,000), the second 10, and the rest
 are spread evenly. Runs in SQL (generate_series on PostgreSQL, a recursive CTE on SQLite),
 so a million rows take seconds, not hours. The database must be migrated and empty.
@@ -28,12 +29,15 @@ SELECT n, 'seed_' || n, NULL, :hash, true, false, now(), now()
 FROM generate_series(1, :users) AS n;
 SELECT setval(pg_get_serial_sequence('user_account', 'id'), :users);
 
-INSERT INTO task (id, owner_id, title, description, completed, completed_at, priority,
-                  due_at, created_at, updated_at, version)
-SELECT n,
-       CASE WHEN n <= :big THEN 1
-            WHEN n <= :big + 10 THEN 2
-            ELSE 3 + (n % (:users - 2)) END,
+INSERT INTO project (id, owner_id, name, description, is_inbox, created_at, updated_at, version)
+SELECT n, n, 'Inbox', '', true, now(), now(), 1 FROM generate_series(1, :users) AS n;
+SELECT setval(pg_get_serial_sequence('project', 'id'), :users);
+INSERT INTO project_member (project_id, user_id, role, added_at)
+SELECT n, n, 5, now() FROM generate_series(1, :users) AS n;
+
+INSERT INTO task (id, owner_id, project_id, title, description, completed, completed_at,
+                  priority, due_at, created_at, updated_at, version)
+SELECT n, owner, owner,
        'Task ' || n, 'Seeded task number ' || n, n % 3 = 0,
        CASE WHEN n % 3 = 0 THEN now() END,
        1 + n % 4,
@@ -41,7 +45,10 @@ SELECT n,
        now() - (:tasks - n) * interval '1 second',
        now() - (:tasks - n) * interval '1 second',
        1
-FROM generate_series(1, :tasks) AS n;
+FROM (SELECT n, CASE WHEN n <= :big THEN 1
+                     WHEN n <= :big + 10 THEN 2
+                     ELSE 3 + (n % (:users - 2)) END AS owner
+      FROM generate_series(1, :tasks) AS n) AS numbered;
 SELECT setval(pg_get_serial_sequence('task', 'id'), :tasks);
 
 INSERT INTO task_tag (task_id, name, position)
@@ -55,11 +62,21 @@ INSERT INTO user_account (id, username, email, password_hash, is_active, is_admi
                           created_at, updated_at)
 SELECT n, 'seed_' || n, NULL, :hash, 1, 0, :now, :now FROM s;
 
-WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :tasks)
-INSERT INTO task (id, owner_id, title, description, completed, completed_at, priority,
-                  due_at, created_at, updated_at, version)
-SELECT n,
-       CASE WHEN n <= :big THEN 1 WHEN n <= :big + 10 THEN 2 ELSE 3 + (n % (:users - 2)) END,
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :users)
+INSERT INTO project (id, owner_id, name, description, is_inbox, created_at, updated_at, version)
+SELECT n, n, 'Inbox', '', 1, :now, :now, 1 FROM s;
+
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :users)
+INSERT INTO project_member (project_id, user_id, role, added_at) SELECT n, n, 5, :now FROM s;
+
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :tasks),
+numbered(n, owner) AS (
+  SELECT n, CASE WHEN n <= :big THEN 1 WHEN n <= :big + 10 THEN 2 ELSE 3 + (n % (:users - 2)) END
+  FROM s
+)
+INSERT INTO task (id, owner_id, project_id, title, description, completed, completed_at,
+                  priority, due_at, created_at, updated_at, version)
+SELECT n, owner, owner,
        'Task ' || n, 'Seeded task number ' || n, n % 3 = 0,
        CASE WHEN n % 3 = 0 THEN :now END,
        1 + n % 4,
@@ -68,7 +85,7 @@ SELECT n,
        strftime('%Y-%m-%d %H:%M:%f000', 'now', (n - :tasks) || ' seconds'),
        strftime('%Y-%m-%d %H:%M:%f000', 'now', (n - :tasks) || ' seconds'),
        1
-FROM s;
+FROM numbered;
 
 WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :tasks)
 INSERT INTO task_tag (task_id, name, position) SELECT n, 'tag' || (n % 10), 0 FROM s;

@@ -31,10 +31,16 @@ def sort_key(sort: TaskSort) -> SQLColumnExpression[Any]:
 
 def order_by(sort: TaskSort) -> tuple[UnaryExpression[Any], UnaryExpression[Any]]:
     """`sort`, ties broken by id in the same direction."""
-    key = sort_key(sort)
+    return order_by_columns(sort, sort_key(sort), Task.id)
+
+
+def order_by_columns(
+    sort: TaskSort, key: SQLColumnExpression[Any], row_id: SQLColumnExpression[int]
+) -> tuple[UnaryExpression[Any], UnaryExpression[Any]]:
+    """`order_by` for rows that carry the sort key as a column of their own (`key`)."""
     if sort.descending:
-        return key.desc(), Task.id.desc()
-    return key.asc(), Task.id.asc()
+        return key.desc(), row_id.desc()
+    return key.asc(), row_id.asc()
 
 
 def after(sort: TaskSort, keyset: Keyset) -> ColumnElement[bool]:

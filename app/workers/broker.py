@@ -48,3 +48,5 @@ def use_for_redis_urls() -> None:
     """
     for scheme in ("redis", "rediss"):
         transport.TRANSPORT_ALIASES[scheme] = TRANSPORT_PATH
+        # kombu remembers the class it resolved for a scheme: forget any resolved earlier.
+        transport._transport_cache.pop(scheme, None)

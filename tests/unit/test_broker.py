@@ -26,6 +26,22 @@ def test_redis_urls_use_the_fixed_transport(url: str) -> None:
         connection.release()
 
 
+def test_a_transport_resolved_before_takes_the_fix_too() -> None:
+    """kombu caches the class it resolved for a scheme: one resolved before the fix was
+    installed (by any earlier Connection in the process) must not outlive it."""
+    from kombu import transport
+
+    transport._transport_cache["redis"] = transport.resolve_transport(
+        "kombu.transport.redis:Transport"
+    )
+    broker.use_for_redis_urls()
+    connection = Connection("redis://127.0.0.1:6379/0")
+    try:
+        assert isinstance(connection.transport, broker.Transport)
+    finally:
+        connection.release()
+
+
 def test_rediss_still_means_tls() -> None:
     connection = Connection("rediss://:secret@redis.example:6380/0")
     try:
