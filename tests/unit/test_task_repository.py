@@ -7,9 +7,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Comment, Priority, Task, TaskTag, User
+from app.models import Comment, Priority, Role, Task, TaskTag, User
+from app.repositories import task as task_module
 from app.repositories.base import Keyset
+from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
+from app.repositories.task_record import TaskRecord
+from app.repositories.task_sort import sort_value
 from app.schemas.task import TaskListQuery, TaskSort
 from tests.factories import create_user, inbox_of
 
@@ -291,3 +295,69 @@ class TestCreate:
 
         assert created == await tasks.get_for_user(created.id, user_id=owner.id)
         assert created.tags == ["b", "a"]
+
+
+class TestListAcrossProjects:
+    """Merging each project's first page gives exactly the order one scan of them all gives."""
+
+    async def test_merge_equals_a_single_scan_page_by_page(
+        self,
+        tasks: TaskRepository,
+        owner: User,
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        projects = ProjectRepository(session)
+        others = [await create_user(session) for _ in range(2)]
+        shared = [await inbox_of(session, other) for other in others]
+        for project_id in shared:
+            await projects.add_member(project_id, owner.id, Role.VIEWER, now=NOW)
+        homes = [await inbox_of(session, owner), *shared]
+        for n in range(24):
+            due = None if n % 4 == 0 else NOW + timedelta(hours=(n * 7) % 11)
+            await tasks.add(
+                Task(
+                    owner_id=owner.id,
+                    project_id=homes[n % 3],
+                    title=f"t{n}",
+                    priority=list(Priority)[n % 4],
+                    due_at=due,
+                    created_at=NOW + timedelta(minutes=n % 5),
+                    updated_at=NOW + timedelta(minutes=(n * 3) % 7),
+                )
+            )
+
+        async def merged_page(sort: TaskSort, after: Keyset | None) -> list[TaskRecord]:
+            query = TaskListQuery(sort=sort)
+            return await tasks.list_for_user(owner.id, query, sort, after=after, limit=5, now=NOW)
+
+        async def scanned_page(sort: TaskSort, after: Keyset | None) -> list[TaskRecord]:
+            # Past MAX_MERGED_PROJECTS the statement is one scan over every project.
+            with monkeypatch.context() as patch:
+                patch.setattr(task_module, "MAX_MERGED_PROJECTS", 1)
+                statement = TaskRepository.list_statement(
+                    owner.id,
+                    TaskListQuery(sort=sort),
+                    sort,
+                    after=after,
+                    limit=5,
+                    now=NOW,
+                    dialect_name=session.get_bind().dialect.name,
+                    project_ids=homes,
+                )
+            return [TaskRecord._make(row) for row in await session.execute(statement)]
+
+        async def walk(page: Any, sort: TaskSort) -> list[int]:
+            seen: list[int] = []
+            after = None
+            while True:
+                rows = await page(sort, after)
+                seen += [row.id for row in rows]
+                if len(rows) < 5:
+                    return seen
+                after = Keyset(sort_value(rows[-1], sort), rows[-1].id)
+
+        for sort in TaskSort:
+            merged = await walk(merged_page, sort)
+            assert len(merged) == 24, sort
+            assert merged == await walk(scanned_page, sort), sort
