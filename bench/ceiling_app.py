@@ -48,6 +48,8 @@ def _task(task_id: int, owner_id: int = 1) -> TaskRead:
         updated_at=NOW - timedelta(seconds=task_id),
         version=1,
         owner_id=owner_id,
+        project_id=owner_id,
+        assignee_id=None,
     )
 
 
@@ -98,7 +100,7 @@ async def get_task(task_id: int, response: Response) -> TaskRead:
 
 @app.post("/tasks", status_code=status.HTTP_201_CREATED, response_model=TaskRead)
 async def create_task(data: TaskCreate, claims: Claims, response: Response) -> TaskRead:
-    row = {**PAGE_ROWS[0], **data.model_dump(), "owner_id": claims.user_id}
+    row = {**PAGE_ROWS[0], **data.model_dump(exclude={"project_id"}), "owner_id": claims.user_id}
     task = TaskRead.model_validate(row)
     response.headers["Location"] = f"/tasks/{task.id}"
     response.headers["ETag"] = f'"{task.version}"'
