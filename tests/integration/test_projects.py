@@ -339,12 +339,17 @@ class TestMembers:
         task = await task_in(client, t.id, t.owner, assignee_id=editor.id)
         detail_url = f"/tasks/{task['id']}"
         assert ok(await client.get(detail_url, headers=editor.headers))["following"] is True
+        said = {"text": "before leaving"}
+        ok(await client.post(f"{detail_url}/comments", json=said, headers=editor.headers), 201)
         ok(
             await client.delete(f"/projects/{t.id}/members/{editor.id}", headers=t.owner.headers),
             204,
         )
         after = ok(await client.get(detail_url, headers=t.owner.headers))
         assert after["assignee_id"] is None
+        # Their comments stay.
+        comments = ok(await client.get(f"{detail_url}/comments", headers=t.owner.headers))
+        assert [c["text"] for c in comments["items"]] == ["before leaving"]
         # Added back: they see the task again, unassigned and not following it.
         await add_member(client, t, t.owner, editor, "editor")
         assert ok(await client.get(detail_url, headers=editor.headers))["following"] is False

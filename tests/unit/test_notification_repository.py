@@ -238,6 +238,20 @@ class TestCreateReminders:
         assert reminder.created_at == NOW
         assert reminder.read_at is None
 
+    async def test_an_assigned_task_reminds_its_assignee_not_its_creator(
+        self, repo: NotificationRepository, session: AsyncSession, owner: User
+    ) -> None:
+        assignee = await create_user(session)
+        task = await add_task(session, owner, due_at=NOW + timedelta(minutes=10))
+        task.assignee_id = assignee.id
+        await session.flush()
+
+        ids = await self.remind(repo, due_after=NOW, due_until=NOW + timedelta(hours=1))
+
+        [reminder] = await session.scalars(select(Notification).where(Notification.id.in_(ids)))
+        assert (reminder.user_id, reminder.task_id) == (assignee.id, task.id)
+        assert (reminder.project_id, reminder.actor_id) == (task.project_id, None)
+
     async def test_the_range_excludes_its_start_and_includes_its_end(
         self, repo: NotificationRepository, session: AsyncSession, owner: User
     ) -> None:
