@@ -9,6 +9,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,11 +141,11 @@ def postgres() -> PostgresDatabases:
     return PostgresDatabases(TEST_DATABASE_URL)
 
 
-@pytest.fixture
-async def scratch_database_url(
+@asynccontextmanager
+async def empty_database(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases
 ) -> AsyncIterator[str]:
-    """An empty database of the configured kind, for tests that migrate it themselves."""
+    """The URL of an empty database of the configured kind, dropped afterwards."""
     if not is_postgres():
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('scratch') / 'scratch.db'}"
         return
@@ -153,6 +154,15 @@ async def scratch_database_url(
         yield url
     finally:
         await postgres.drop(url)
+
+
+@pytest.fixture
+async def scratch_database_url(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases
+) -> AsyncIterator[str]:
+    """An empty database of the configured kind, for tests that migrate it themselves."""
+    async with empty_database(tmp_path_factory, postgres) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -91,6 +91,17 @@ async def walk_task_pages(
         assert pages < 50, "paging does not end"
 
 
+def assert_json_detail(response: Response, status: int) -> str:
+    """A JSON error with a human message: `{"detail": "..."}` and nothing else."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"detail"}
+    assert isinstance(body["detail"], str)
+    detail: str = body["detail"]
+    return detail
+
+
 def assert_validation_error(response: Response) -> None:
     """A request-validation 422, in FastAPI's list form."""
     assert response.status_code == 422, response.text

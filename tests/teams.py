@@ -6,6 +6,7 @@ from typing import Any
 from httpx import AsyncClient, Response
 
 from tests.conftest import bearer, login, register
+from tests.factories import assert_json_detail
 
 ROLES = ("viewer", "commenter", "editor", "admin", "owner")
 Json = dict[str, Any]
@@ -49,15 +50,8 @@ def ok(response: Response, status: int = 200) -> Json:
     return body
 
 
-def detail(response: Response, status: int) -> str:
-    """A JSON error with a human message."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"detail"}
-    assert isinstance(body["detail"], str)
-    message: str = body["detail"]
-    return message
+# A JSON error with a human message (the shared assertion, by a shorter name).
+detail = assert_json_detail
 
 
 async def create_project(client: AsyncClient, owner: Person, name: str = "Launch") -> Json:

@@ -1,11 +1,19 @@
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import StringConstraints, model_validator
+from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.models.project import Role
-from app.schemas.common import NOT_BLANK, Page, RequestModel, ResponseModel, Text, Username
+from app.schemas.common import (
+    NOT_BLANK,
+    Page,
+    PartialUpdate,
+    RequestModel,
+    ResponseModel,
+    Text,
+    Username,
+)
 
 ProjectName = Annotated[
     Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NOT_BLANK
@@ -20,21 +28,11 @@ class ProjectCreate(RequestModel):
     description: ProjectDescription = ""
 
 
-class ProjectUpdate(RequestModel):
+class ProjectUpdate(PartialUpdate):
     """Any subset of the fields; only the ones sent change."""
 
     name: ProjectName | SkipJsonSchema[None] = None
     description: ProjectDescription | SkipJsonSchema[None] = None
-
-    @model_validator(mode="after")
-    def _not_null(self) -> Self:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class ProjectRead(ResponseModel):

@@ -1,8 +1,8 @@
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.models.task import Priority
@@ -11,6 +11,7 @@ from app.schemas.common import (
     EntityId,
     Page,
     PageQuery,
+    PartialUpdate,
     RequestModel,
     ResponseModel,
     Text,
@@ -57,11 +58,13 @@ class TaskCreate(RequestModel):
     assignee_id: EntityId | None = Field(default=None, description="A member of the project")
 
 
-class TaskUpdate(RequestModel):
+class TaskUpdate(PartialUpdate):
     """Any subset of the fields; only the ones sent change. `due_at: null` clears it,
     `assignee_id: null` unassigns."""
 
-    # Absent means "unchanged"; only due_at may be null, and the schema says so.
+    NULLABLE = frozenset({"due_at", "assignee_id"})
+
+    # Absent means "unchanged"; only due_at and assignee_id may be null, as the schema says.
     title: TaskTitle | SkipJsonSchema[None] = None
     description: TaskDescription | SkipJsonSchema[None] = None
     completed: bool | SkipJsonSchema[None] = None
@@ -70,17 +73,6 @@ class TaskUpdate(RequestModel):
     tags: TagList | SkipJsonSchema[None] = None
     project_id: EntityId | SkipJsonSchema[None] = Field(default=None, description="Move the task")
     assignee_id: EntityId | None = Field(default=None, description="null unassigns it")
-
-    @model_validator(mode="after")
-    def _only_due_at_is_nullable(self) -> Self:
-        for name in self.model_fields_set - {"due_at", "assignee_id"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        """The fields the client sent, with their new values."""
-        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class TaskRead(ResponseModel):

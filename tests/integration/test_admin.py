@@ -29,6 +29,7 @@ from tests.factories import (
     RFC3339_UTC,
     AfterCommitLog,
     assert_business_422,
+    assert_json_detail,
     assert_validation_error,
     change_user_behind_its_back,
     create_task,
@@ -137,16 +138,6 @@ async def walk_pages(
             return seen, pages
         assert body["items"], "a page with a next_cursor must not be empty"
         assert pages < 50, "paging does not end"
-
-
-def assert_json_detail(response: Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"detail"}
-    assert isinstance(body["detail"], str)
-    detail: str = body["detail"]
-    return detail
 
 
 def assert_unauthorized(response: Response) -> None:

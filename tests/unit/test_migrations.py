@@ -17,7 +17,7 @@ from app.core.config import load_settings
 from app.core.database import create_engine
 from app.core.migrations import alembic_config, downgrade, upgrade
 from app.models import Base
-from tests.conftest import PostgresDatabases, is_postgres
+from tests.conftest import PostgresDatabases, empty_database
 
 APP_TABLES = {"user_account", "auth_session", "refresh_token"}
 
@@ -315,14 +315,8 @@ async def fresh_database_url(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases
 ) -> AsyncIterator[str]:
     """A second empty database of the configured kind, beside `scratch_database_url`."""
-    if not is_postgres():
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('fresh') / 'fresh.db'}"
-        return
-    url = await postgres.create()
-    try:
+    async with empty_database(tmp_path_factory, postgres) as url:
         yield url
-    finally:
-        await postgres.drop(url)
 
 
 # Two users; the first with two tasks (tags, a comment, a notification with an e-mail), the
