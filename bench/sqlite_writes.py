@@ -160,13 +160,14 @@ def start(name: str, url: str, workers: int, base: Path | None) -> run.Server:
 
 
 def which_app(base: Path | None) -> str:
-    """The app package a server started with this PYTHONPATH imports (checked, not assumed)."""
+    """The app package a server started with this PYTHONPATH imports (checked, not assumed;
+    from "/", as the console script does not put the working directory first)."""
     env = dict(os.environ)
     if base is not None:
         env["PYTHONPATH"] = str(base)
     done = subprocess.run(
         [sys.executable, "-c", "import app; print(app.__file__)"],
-        env=env, capture_output=True, text=True, check=True, cwd=run.ROOT,
+        env=env, capture_output=True, text=True, check=True, cwd="/",
     )  # fmt: skip
     return done.stdout.strip()
 

@@ -6,7 +6,7 @@ import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -128,42 +128,15 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_MODE, "DEFERRED")
-        if mode != "IMMEDIATE":  # readers never wait for the writer (WAL)
-            connection.exec_driver_sql(f"BEGIN {mode}")
-            return
         driver = _adapted_connection(connection)
-        writers.wait_for_turn(driver)
+        writers.hand_on(driver)  # a connection kept open begins again: its last one is over
+        if mode == "IMMEDIATE":  # readers never wait for the writer (WAL)
+            writers.wait_for_turn(driver)
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin(connection, driver, mode)
         except BaseException:
             writers.hand_on(driver)
             raise
-
-    @event.listens_for(engine.sync_engine, "commit")
-    def _on_commit(connection: Connection) -> None:
-        driver = _adapted_connection(connection)
-        if driver is None or not writers.is_held_by(driver):
-            return
-        # SQLAlchemy commits right after this hook, with no way to act once it is done; so
-        # the COMMIT is issued here (SQLAlchemy's own then finds nothing open) and the next
-        # writer starts when it is over, not while it is still being written.
-        try:
-            connection.exec_driver_sql("COMMIT")
-        finally:
-            writers.hand_on(driver)
-
-    @event.listens_for(engine.sync_engine, "rollback")
-    def _on_rollback(connection: Connection) -> None:
-        driver = _adapted_connection(connection)
-        if driver is None or not writers.is_held_by(driver):
-            return
-        try:
-            # At the driver: the transaction may be unusable for statements after an error.
-            # If this ROLLBACK fails, SQLAlchemy's own, right after, reports it.
-            with suppress(Exception):
-                connection.connection.rollback()
-        finally:
-            writers.hand_on(driver)
 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
@@ -177,14 +150,29 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
             if dbapi_connection.driver_connection.in_transaction:
                 dbapi_connection.rollback()
         finally:
+            # Back in the pool: the transaction is over (a session gives its connection back
+            # right after COMMIT or ROLLBACK), and so is the turn.
             writers.hand_on(dbapi_connection)
 
     # A connection dropped mid-transaction (invalidated, detached, closed, garbage collected)
-    # never commits nor rolls back through SQLAlchemy: its turn passes on all the same.
+    # is not reset: its turn passes on all the same.
     for dropped in ("invalidate", "soft_invalidate", "detach", "close", "close_detached"):
         event.listen(engine.sync_engine.pool, dropped, writers.hand_on_dropped)
 
     return engine
+
+
+def _begin(connection: Connection, driver: AdaptedConnection | None, mode: str) -> None:
+    """BEGIN in one round trip to the connection's thread (a SQLAlchemy statement makes
+    three: open a cursor, execute, close it), a good part of a short write transaction."""
+    statement = f"BEGIN {mode}"
+    if driver is None:
+        connection.exec_driver_sql(statement)
+        return
+    try:
+        driver.run_async(lambda driver_connection: driver_connection.execute(statement))
+    except sqlite3.Error as error:  # "database is locked" from another process, and so on
+        raise sa_exc.DBAPIError.instance(statement, None, error, sqlite3.Error) from error
 
 
 def _adapted_connection(connection: Connection) -> AdaptedConnection | None:
@@ -222,10 +210,12 @@ class SQLiteWriteQueue:
     SQLite has a single write transaction. Its busy handler makes every other writer sleep
     and retry, so a writer that arrived first can lose to later ones again and again: fine on
     average, long waits for some. Here a writer waits for its turn before BEGIN IMMEDIATE and
-    hands it on right after its COMMIT or ROLLBACK, or when its connection is dropped: SQLite
-    then always finds the write lock free, and the busy timeout is left to the writers of
-    other processes. A writer waits for its turn at most as long as the busy timeout, then
-    fails as SQLite would ("database is locked", a 503). Turns are per event loop: an asyncio
+    hands it on when its connection goes back to the pool (a session gives it back right
+    after COMMIT or ROLLBACK), begins its next transaction, or is dropped: SQLite then finds
+    the write lock free, and the busy timeout is left to the writers of other processes.
+    (Core code that keeps a connection open after its COMMIT keeps the turn until then.)
+    A writer waits for its turn at most as long as the busy timeout, then fails as SQLite
+    would ("database is locked", a 503). Turns are per event loop: an asyncio
     lock belongs to one loop, and tests run several over the life of one engine.
     """
 
@@ -253,11 +243,10 @@ class SQLiteWriteQueue:
             raise _database_is_locked() from None
         turn.holder = driver  # no await since the acquire: nothing can cancel in between
 
-    def is_held_by(self, driver: object) -> bool:
-        return any(turn.holder is driver for turn in list(self._turns.values()))
-
-    def hand_on(self, driver: object) -> None:
+    def hand_on(self, driver: object | None) -> None:
         """The next writer's turn, if `driver` holds it (a no-op otherwise)."""
+        if driver is None:
+            return
         for turn in list(self._turns.values()):
             if turn.holder is driver:
                 turn.release()

@@ -204,17 +204,22 @@ class TestTheTurnIsAlwaysHandedOn:
 
         assert await entries(factory) == ["after"]
 
-    async def test_the_turn_passes_at_commit_even_if_the_connection_stays_open(
+    async def test_a_connection_kept_open_hands_on_its_turn_when_it_begins_again(
         self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
     ) -> None:
-        # The turn follows SQLite's write transaction, not the connection's checkout: a
-        # connection that committed and stays open (Core code) holds nobody up.
+        # A session gives its connection back at COMMIT; Core code may keep it. Its turn
+        # then lasts until it begins its next transaction, which queues again.
+        arrivals = Arrivals(engine)
         async with engine.connect() as connection:
             await connection.execution_options(sqlite_begin_mode="IMMEDIATE")
-            await connection.execute(text("INSERT INTO entry (name) VALUES ('kept open')"))
+            await connection.execute(text("INSERT INTO entry (name) VALUES ('first')"))
             await connection.commit()
-            await write_entry(factory, "next")  # in this same task: no turn left held
-        assert await entries(factory) == ["kept open", "next"]
+            waiter = as_writer("waiter", lambda: write_entry(factory, "waiter"))
+            await arrivals.wait_for(1)
+            await connection.execute(text("INSERT INTO entry (name) VALUES ('second')"))
+            await connection.commit()
+        await waiter
+        assert await entries(factory) == ["first", "waiter", "second"]
 
     async def test_a_failed_commit_hands_on_the_turn(
         self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
@@ -277,6 +282,29 @@ class TestNoDeadlock:
             await engine.dispose()
         assert "database is locked" in str(caught.value)
         assert is_database_unavailable(caught.value)
+
+
+class TestOtherProcesses:
+    async def test_another_process_still_waits_out_the_busy_timeout(
+        self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        # Another engine on the file stands for another process (a second worker, the CLI):
+        # it has its own queue, and SQLite's busy timeout rules between the two.
+        assert engine.url.database is not None
+        other = sqlite_engine(Path(engine.url.database), busy_timeout_ms=50)
+        try:
+            holder = Holder(factory)
+            await holder.holding.wait()
+            with pytest.raises(OperationalError) as caught:
+                await write_entry(create_session_factory(other), "refused")
+            holder.finish.set()
+            await holder.task
+            await write_entry(create_session_factory(other), "other")
+        finally:
+            await other.dispose()
+        assert "database is locked" in str(caught.value)
+        assert is_database_unavailable(caught.value)
+        assert await entries(factory) == ["holder", "other"]
 
 
 class TestOneQueuePerEventLoop:
