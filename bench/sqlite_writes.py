@@ -210,16 +210,18 @@ def main() -> None:
     }
     for name, tree in report["trees"].items():
         run.log(f"{name}: {tree['commit']} ({tree['app']})")
-    seeded = run.WORK / "sqlite-writes.db"
-    run.log("SQLite: preparing .bench/sqlite-writes.db")
+    # Files of this run only: a copy must never replace a file another run's server uses.
+    stamp = report["started"].replace(":", "").replace("+0000", "Z")
+    seeded = run.WORK / f"sqlite-writes-{stamp}.db"
+    run.log(f"SQLite: preparing {seeded.relative_to(run.ROOT)}")
     run.prepare_database(f"sqlite:///{seeded}", run.SMALL)
-    pool = run.write_pools("sqlite-writes", f"sqlite:///{seeded}", list(range(3, 53)))
+    pool = run.write_pools(f"sqlite-writes-{stamp}", f"sqlite:///{seeded}", list(range(3, 53)))
     try:
         for workers in args.workers:
             config = f"sqlite-{workers}w"
             servers: dict[str, run.Server] = {}
             for name, (path, _) in trees.items():
-                copy = run.WORK / f"sqlite-writes-{name}.db"
+                copy = run.WORK / f"sqlite-writes-{stamp}-{config}-{name}.db"
                 shutil.copyfile(seeded, copy)
                 servers[name] = start(f"{config}-{name}", f"sqlite:///{copy}", workers, path)
             report["rows"] += post_rows(cfg, config, servers, pool[run.POST_USER])
@@ -234,9 +236,10 @@ def main() -> None:
                 report["checks"][key + "_tracebacks"] = server.log_count("Traceback")
     finally:
         run.stop_all()
+        for leftover in run.WORK.glob(f"sqlite-writes-{stamp}*.db*"):
+            leftover.unlink()
     report["machine"]["load_after"] = os.getloadavg()
     run.RESULTS.mkdir(exist_ok=True)
-    stamp = report["started"].replace(":", "").replace("+0000", "Z")
     path = run.RESULTS / f"{stamp}-sqlite-writes.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown(report, list(trees)))
