@@ -39,7 +39,7 @@ import run  # bench/run.py
 
 POST_CONNECTIONS = (32, 64)
 MIX_CONNECTIONS = 32
-MIX_WRITERS = 6  # of the 32: about a fifth of the requests are writes
+MIX_WRITERS = 6  # of the 32 (--mix-writers): a write takes longer, so they make fewer requests
 
 
 def measured(
@@ -110,21 +110,21 @@ def post_rows(
 
 
 def mix_rows(
-    cfg: run.Settings, config: str, servers: dict[str, run.Server], pool: Path
+    cfg: run.Settings, config: str, servers: dict[str, run.Server], pool: Path, writers: int
 ) -> list[dict[str, Any]]:
     for server in servers.values():
         run.wrk(cfg, server, "reads", MIX_CONNECTIONS, pool, cfg.warmup)
     reads_only = compare(
         cfg, servers, "reads", lambda s: measured(cfg, s, "reads", MIX_CONNECTIONS, pool)
     )
-    loads = [("reads", MIX_CONNECTIONS - MIX_WRITERS, pool), ("writes", MIX_WRITERS, pool)]
+    loads = [("reads", MIX_CONNECTIONS - writers, pool), ("writes", writers, pool)]
     mixed = compare(cfg, servers, "mixed", lambda s: measured_together(cfg, s, loads))
     read_row = {"config": config, "case": f"reads only, {MIX_CONNECTIONS} connections"}
     mix_read = {
         "config": config,
-        "case": f"reads beside writes, {MIX_CONNECTIONS - MIX_WRITERS} + {MIX_WRITERS} connections",
+        "case": f"reads beside writes, {MIX_CONNECTIONS - writers} + {writers} connections",
     }
-    mix_write = {"config": config, "case": f"the writes beside them ({MIX_WRITERS} connections)"}
+    mix_write = {"config": config, "case": f"the writes beside them ({writers} connections)"}
     for name in servers:
         read_row[name] = summary(reads_only["runs"][name])
         mix_read[name] = summary([pair[0] for pair in mixed["runs"][name]])
@@ -187,6 +187,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="runs per figure and server")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up")
     parser.add_argument("--skip-mix", action="store_true")
+    parser.add_argument("--skip-post", action="store_true")
+    parser.add_argument("--mix-writers", type=int, default=MIX_WRITERS, help="of 32 connections")
     args = parser.parse_args()
     sys.path.insert(0, str(run.ROOT))
     cfg = run.Settings(duration=args.duration, reps=args.reps, warmup=args.warmup,
@@ -224,9 +226,10 @@ def main() -> None:
                 copy = run.WORK / f"sqlite-writes-{stamp}-{config}-{name}.db"
                 shutil.copyfile(seeded, copy)
                 servers[name] = start(f"{config}-{name}", f"sqlite:///{copy}", workers, path)
-            report["rows"] += post_rows(cfg, config, servers, pool[run.POST_USER])
+            if not args.skip_post:
+                report["rows"] += post_rows(cfg, config, servers, pool[run.POST_USER])
             if not args.skip_mix:
-                report["rows"] += mix_rows(cfg, config, servers, pool[0])
+                report["rows"] += mix_rows(cfg, config, servers, pool[0], args.mix_writers)
             for name, server in servers.items():
                 server.stop()
                 key = f"{config}_{name}"
