@@ -12,7 +12,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
-        lock audit ci clean stack stack-down bench bench-quick reliability mutation mutation-report
+        lock audit ci clean stack stack-down bench bench-quick bench-sqlite-writes reliability mutation mutation-report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -87,6 +87,10 @@ bench: $(RUNTIME_STAMP) ## Run the benchmark (~14 min), append the table to docs
 
 bench-quick: $(RUNTIME_STAMP) ## A short benchmark: PostgreSQL list/get/me (~2 min)
 	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+# BENCH_BASE=<checkout> compares with other code in the same run (bench/sqlite_writes.py).
+bench-sqlite-writes: $(RUNTIME_STAMP) ## SQLite under write load, 1 and 2 workers (~7 min)
+	$(BIN)/python bench/sqlite_writes.py $(if $(BENCH_BASE),--base $(BENCH_BASE)) $(BENCH_ARGS)
 
 # Fault drills (reliability/run.py, docs/reliability.md): its own PostgreSQL (55432), Redis
 # (56379) and stack (nginx 18080) on 127.0.0.1; never the machine's PostgreSQL or Redis.

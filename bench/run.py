@@ -80,6 +80,8 @@ SCENARIOS: dict[str, tuple[str, dict[str, str]]] = {
     "patch": ("patch.lua", {}),
     "me": ("path.lua", {"BENCH_PATH": "/auth/me"}),
     "mixed": ("mixed.lua", {}),
+    "reads": ("mixed.lua", {"BENCH_READ_PCT": "100"}),
+    "writes": ("mixed.lua", {"BENCH_READ_PCT": "0"}),
     "login": ("login.lua", {"BENCH_LOGIN_USERS": "52"}),
 }
 LABELS = {
@@ -89,6 +91,8 @@ LABELS = {
     "patch": "PATCH /tasks/{id}",
     "me": "GET /auth/me",
     "mixed": "mixed 80/20, 50 users",
+    "reads": "reads of the mix (list, get), 50 users",
+    "writes": "writes of the mix (POST, PATCH), 50 users",
     "login": "POST /auth/login",
 }
 
@@ -228,7 +232,26 @@ def write_pools(name: str, url: str, user_ids: list[int]) -> dict[int, Path]:
 # --- servers -------------------------------------------------------------------------------
 
 
+# BENCH_PORTS=8700-8799 keeps the servers in a range of ports (a shared machine); by default
+# the system picks free ones.
+PORT_RANGE = os.environ.get("BENCH_PORTS", "")
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
+    if PORT_RANGE:
+        first, last = (int(part) for part in PORT_RANGE.split("-"))
+        for port in range(first, last + 1):
+            if port in _ports_given:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind((HOST, port))
+                except OSError:
+                    continue
+            _ports_given.add(port)
+            return port
+        raise RuntimeError(f"no free port in BENCH_PORTS={PORT_RANGE}")
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]

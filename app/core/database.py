@@ -1,14 +1,18 @@
 """Engine and session factory, and the unit of work: one transaction, committed in one place."""
 
+import asyncio
 import logging
+import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import AdaptedConnection, Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -92,13 +96,15 @@ def _check_connections_on_checkout(engine: AsyncEngine) -> None:
 def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
     """SQLite set up for several concurrent writers (and several worker processes).
 
-    WAL lets readers run beside the writer; the busy timeout makes a writer wait for the
-    lock instead of failing; and a write transaction starts with BEGIN IMMEDIATE, so it holds
-    the write lock from its first statement. A deferred transaction that reads and then
-    writes cannot wait for the lock (SQLite would deadlock) and fails at once with
-    "database is locked"; taking the lock first makes writers queue instead.
+    WAL lets readers run beside the writer; a write transaction starts with BEGIN IMMEDIATE,
+    so it holds the write lock from its first statement. A deferred transaction that reads
+    and then writes cannot wait for the lock (SQLite would deadlock) and fails at once with
+    "database is locked"; taking the lock first makes writers queue instead. Within the
+    process they queue in arrival order (`SQLiteWriteQueue`); between processes (several
+    workers, the CLI) the busy timeout makes a writer wait for the lock instead of failing.
     """
     engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+    writers = SQLiteWriteQueue(timeout_seconds=busy_timeout_ms / 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -122,20 +128,139 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_MODE, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        driver = _adapted_connection(connection)
+        writers.hand_on(driver)  # a connection kept open begins again: its last one is over
+        if mode == "IMMEDIATE":  # readers never wait for the writer (WAL)
+            writers.wait_for_turn(driver)
+        try:
+            _begin(connection, driver, mode)
+        except BaseException:
+            writers.hand_on(driver)
+            raise
 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
-        # SQLite keeps its transaction open when COMMIT fails (a deferred foreign key, a full
-        # disk). The session takes any COMMIT as the end of it and tells the pool to skip its
-        # rollback: the connection would sit in the pool holding the write lock (every other
-        # writer waits, then fails), and its next BEGIN would fail.
-        if not (state.transaction_was_reset and state.asyncio_safe):
-            return
-        if dbapi_connection.driver_connection.in_transaction:
-            dbapi_connection.rollback()
+        try:
+            # SQLite keeps its transaction open when COMMIT fails (a deferred foreign key, a
+            # full disk). The session takes any COMMIT as the end of it and tells the pool to
+            # skip its rollback: the connection would sit in the pool holding the write lock
+            # (every other writer waits, then fails), and its next BEGIN would fail.
+            if not (state.transaction_was_reset and state.asyncio_safe):
+                return
+            if dbapi_connection.driver_connection.in_transaction:
+                dbapi_connection.rollback()
+        finally:
+            # Back in the pool: the transaction is over (a session gives its connection back
+            # right after COMMIT or ROLLBACK), and so is the turn.
+            writers.hand_on(dbapi_connection)
+
+    # A connection dropped mid-transaction (invalidated, detached, closed, garbage collected)
+    # is not reset: its turn passes on all the same.
+    for dropped in ("invalidate", "soft_invalidate", "detach", "close", "close_detached"):
+        event.listen(engine.sync_engine.pool, dropped, writers.hand_on_dropped)
 
     return engine
+
+
+def _begin(connection: Connection, driver: AdaptedConnection | None, mode: str) -> None:
+    """BEGIN in one round trip to the connection's thread (a SQLAlchemy statement makes
+    three: open a cursor, execute, close it), a good part of a short write transaction."""
+    statement = f"BEGIN {mode}"
+    if driver is None:
+        connection.exec_driver_sql(statement)
+        return
+    try:
+        driver.run_async(lambda driver_connection: driver_connection.execute(statement))
+    except sqlite3.Error as error:  # "database is locked" from another process, and so on
+        raise sa_exc.DBAPIError.instance(statement, None, error, sqlite3.Error) from error
+
+
+def _adapted_connection(connection: Connection) -> AdaptedConnection | None:
+    """The driver connection under a SQLAlchemy connection (None once invalidated)."""
+    if connection.invalidated:
+        return None
+    driver = connection.connection.dbapi_connection
+    return driver if isinstance(driver, AdaptedConnection) else None
+
+
+@dataclass(eq=False)
+class _Turn:
+    """The write turn of one event loop: an asyncio lock (first come, first served: a
+    newcomer never takes the lock while others wait) and the connection that holds it."""
+
+    loop: asyncio.AbstractEventLoop
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holder: object | None = None
+
+    def release(self) -> None:
+        self.holder = None
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is self.loop:
+            self.lock.release()
+        elif not self.loop.is_closed():  # a connection garbage-collected in another thread
+            self.loop.call_soon_threadsafe(self.lock.release)
+
+
+class SQLiteWriteQueue:
+    """The writers of one process (one event loop), served one at a time in arrival order.
+
+    SQLite has a single write transaction. Its busy handler makes every other writer sleep
+    and retry, so a writer that arrived first can lose to later ones again and again: fine on
+    average, long waits for some. Here a writer waits for its turn before BEGIN IMMEDIATE and
+    hands it on when its connection goes back to the pool (a session gives it back right
+    after COMMIT or ROLLBACK), begins its next transaction, or is dropped: SQLite then finds
+    the write lock free, and the busy timeout is left to the writers of other processes.
+    (Core code that keeps a connection open after its COMMIT keeps the turn until then.)
+    A writer waits for its turn at most as long as the busy timeout, then fails as SQLite
+    would ("database is locked", a 503). Turns are per event loop: an asyncio
+    lock belongs to one loop, and tests run several over the life of one engine.
+    """
+
+    def __init__(self, *, timeout_seconds: float) -> None:
+        self._timeout_seconds = timeout_seconds
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def wait_for_turn(self, driver: AdaptedConnection | None) -> None:
+        """Block this connection's greenlet until its turn (from a synchronous event hook)."""
+        if driver is None:
+            return
+        loop = asyncio.get_running_loop()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = _Turn(loop)
+        driver.run_async(lambda _driver_connection: self._take(turn, driver))
+
+    async def _take(self, turn: _Turn, driver: AdaptedConnection) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                await turn.lock.acquire()
+        except TimeoutError:
+            raise _database_is_locked() from None
+        turn.holder = driver  # no await since the acquire: nothing can cancel in between
+
+    def hand_on(self, driver: object | None) -> None:
+        """The next writer's turn, if `driver` holds it (a no-op otherwise)."""
+        if driver is None:
+            return
+        for turn in list(self._turns.values()):
+            if turn.holder is driver:
+                turn.release()
+
+    def hand_on_dropped(self, driver: object, *_details: Any) -> None:
+        self.hand_on(driver)
+
+
+def _database_is_locked() -> sa_exc.OperationalError:
+    """What SQLite raises when its busy timeout runs out, for the same wait in the queue."""
+    error = sqlite3.OperationalError("database is locked (no write turn within the busy timeout)")
+    error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    error.sqlite_errorname = "SQLITE_BUSY"
+    return sa_exc.OperationalError("BEGIN IMMEDIATE", None, error)
 
 
 def _unicode_lower(value: Any) -> str | None:
