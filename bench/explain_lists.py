@@ -19,6 +19,7 @@ from app.core.config import to_async_database_url
 from app.models import Task
 from app.repositories.base import Keyset
 from app.repositories.task import TaskRepository
+from app.repositories.task_list import visible_projects
 from app.repositories.task_record import TaskRecord
 from app.repositories.task_sort import sort_value
 from app.schemas.task import TaskListQuery, TaskSort
@@ -26,7 +27,7 @@ from app.schemas.task import TaskListQuery, TaskSort
 
 async def project_ids_of(connection: AsyncConnection, user_id: int) -> list[int]:
     """The projects the user's list spans (as TaskRepository.list_for_user reads them)."""
-    statement = TaskRepository.visible_projects(user_id, TaskListQuery())
+    statement = visible_projects(user_id, TaskListQuery())
     return list(await connection.scalars(statement))
 
 
@@ -40,7 +41,7 @@ async def project_ids_for(connection: AsyncConnection, user_id: int) -> list[int
 async def deep_keyset(
     connection: AsyncConnection, owner: int, sort: TaskSort, depth: int
 ) -> Keyset | None:
-    statement = TaskRepository.list_statement(
+    statement = TaskRepository.page_statement(
         owner,
         TaskListQuery(),
         sort,
@@ -76,7 +77,7 @@ async def explain(url: str, owner: int, show_plans: bool) -> None:
                 ("first", None),
                 (f"deep@{depth}", await deep_keyset(connection, owner, sort, depth)),
             ):
-                statement = TaskRepository.list_statement(
+                statement = TaskRepository.page_statement(
                     owner,
                     TaskListQuery(),
                     sort,

@@ -18,8 +18,11 @@ from sqlalchemy import ColumnElement, Select, select
 
 from app.models import Notification, Project, ProjectMember, Role, Task
 
+# A user id, or a bound parameter standing for one (statements built once: task_list.py).
+UserRef = int | ColumnElement[int]
 
-def projects_of(user_id: int, at_least: Role = Role.VIEWER) -> Select[int]:
+
+def projects_of(user_id: UserRef, at_least: Role = Role.VIEWER) -> Select[int]:
     """The ids of the projects where `user_id` holds `at_least` that role."""
     statement = select(ProjectMember.project_id).where(ProjectMember.user_id == user_id)
     if at_least is not Role.VIEWER:
@@ -31,7 +34,7 @@ def project_visible_to(user_id: int, at_least: Role = Role.VIEWER) -> ColumnElem
     return Project.id.in_(projects_of(user_id, at_least))
 
 
-def task_visible_to(user_id: int, at_least: Role = Role.VIEWER) -> ColumnElement[bool]:
+def task_visible_to(user_id: UserRef, at_least: Role = Role.VIEWER) -> ColumnElement[bool]:
     """The tasks `user_id` may read (viewer), or change (`at_least=Role.EDITOR`)."""
     return Task.project_id.in_(projects_of(user_id, at_least))
 

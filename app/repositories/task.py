@@ -3,33 +3,27 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    ColumnElement,
-    CompoundSelect,
-    Label,
     Select,
     Table,
     case,
     delete,
-    exists,
     insert,
     literal,
-    or_,
     select,
-    true,
-    union_all,
     update,
 )
 
 from app.models import ProjectMember, Role, Task, TaskFollower, TaskTag
-from app.repositories import task_sort
-from app.repositories.access import projects_of, task_visible_to
+from app.repositories.access import task_visible_to
 from app.repositories.base import Keyset, Repository
+from app.repositories.task_list import (
+    list_parameters,
+    list_shape,
+    list_statement,
+    visible_projects,
+)
 from app.repositories.task_record import TASK_COLUMNS, TaskRecord, task_record_columns
 from app.schemas.task import TaskListQuery, TaskSort
-
-# A list over more projects than this sorts all their matching tasks in one scan instead of
-# merging each project's first page (one subquery per project).
-MAX_MERGED_PROJECTS = 200
 
 
 class TaskRepository(Repository[Task]):
@@ -82,37 +76,24 @@ class TaskRepository(Repository[Task]):
         limit: int,
         now: datetime,
     ) -> list[TaskRecord]:
-        """One page in `sort` order, ties broken by id in the same direction."""
+        """One page in `sort` order, ties broken by id in the same direction
+        (app/repositories/task_list.py: how, and why the statement is built once)."""
         project_ids = None
         if self._dialect_name != "postgresql":  # no LATERAL: the projects are read first
-            visible = self.visible_projects(user_id, filters)
-            project_ids = list(await self.session.scalars(visible))
+            project_ids = list(await self.session.scalars(visible_projects(user_id, filters)))
             if not project_ids:
                 return []
-        statement = self.list_statement(
-            user_id,
-            filters,
-            sort,
-            after=after,
-            limit=limit,
-            now=now,
-            dialect_name=self._dialect_name,
-            project_ids=project_ids,
+        shape = list_shape(
+            filters, sort, after=after, dialect_name=self._dialect_name, project_ids=project_ids
         )
-        rows = (await self.session.execute(statement)).all()
+        values = list_parameters(
+            user_id, filters, after=after, limit=limit, now=now, project_ids=project_ids
+        )
+        rows = (await self.session.execute(list_statement(shape), values)).all()
         return list(map(TaskRecord._make, rows))
 
     @staticmethod
-    def visible_projects(user_id: int, filters: TaskListQuery) -> Select[int]:
-        """The projects a list spans: the user's, narrowed to `project_id=` when given."""
-        visible = projects_of(user_id)
-        if filters.project_id:
-            visible = visible.where(ProjectMember.project_id.in_(filters.project_id))
-        return visible.order_by(ProjectMember.project_id)
-
-    @classmethod
-    def list_statement(
-        cls,
+    def page_statement(
         user_id: int,
         filters: TaskListQuery,
         sort: TaskSort,
@@ -123,68 +104,15 @@ class TaskRepository(Repository[Task]):
         dialect_name: str,
         project_ids: Sequence[int] | None = None,
     ) -> Select[Any]:
-        """The page query on its own, for `list_for_user` and for reading query plans.
-
-        The indexes are led by the project: each visible project's first `limit` rows come
-        from its own index range, and only those are merged and sorted, so a page costs the
-        same however many tasks each project holds. PostgreSQL does this in one statement
-        (a LATERAL subquery per project); elsewhere `project_ids` are given and each gets a
-        subquery of its own (one project: a plain range scan; past MAX_MERGED_PROJECTS, one
-        scan sorts them all).
-        """
-        page = select(*task_record_columns(dialect_name)).where(task_visible_to(user_id))
-        if project_ids is not None and len(project_ids) == 1:
-            page = page.where(Task.project_id == project_ids[0])
-        if project_ids is None or 1 < len(project_ids) <= MAX_MERGED_PROJECTS:
-            key: Label[Any] = task_sort.sort_key(sort).label("sort_key")
-
-            def head(project_id: ColumnElement[int] | int) -> Select[Any]:
-                return cls._page(
-                    select(Task.id, key).where(Task.project_id == project_id),
-                    filters,
-                    sort,
-                    after=after,
-                    limit=limit,
-                    now=now,
-                )
-
-            merged: Select[Any] | CompoundSelect[Any]
-            if project_ids is None:
-                visible = cls.visible_projects(user_id, filters).subquery()
-                heads = head(visible.c.project_id).lateral()
-                merged = select(heads.c.id, heads.c.sort_key).select_from(
-                    visible.join(heads, true())
-                )
-            else:
-                subqueries = [head(project_id).subquery() for project_id in project_ids]
-                merged = union_all(*(select(sub.c.id, sub.c.sort_key) for sub in subqueries))
-            candidates = merged.subquery()
-            first = (
-                select(candidates.c.id)
-                .order_by(*task_sort.order_by_columns(sort, candidates.c.sort_key, candidates.c.id))
-                .limit(limit)
-                .subquery()
-            )
-            # The page is those rows (filters and keyset already applied), in order.
-            page = page.join(first, Task.id == first.c.id)
-            return page.order_by(*task_sort.order_by(sort)).limit(limit)
-        return cls._page(page, filters, sort, after=after, limit=limit, now=now)
-
-    @classmethod
-    def _page(
-        cls,
-        statement: Select[Any],
-        filters: TaskListQuery,
-        sort: TaskSort,
-        *,
-        after: Keyset | None,
-        limit: int,
-        now: datetime,
-    ) -> Select[Any]:
-        statement = cls._filtered(statement, filters, now)
-        if after is not None:
-            statement = statement.where(task_sort.after(sort, after))
-        return statement.order_by(*task_sort.order_by(sort)).limit(limit)
+        """One page's statement with its values in it, for reading query plans and tests
+        (`list_for_user` binds the values at execution instead)."""
+        shape = list_shape(
+            filters, sort, after=after, dialect_name=dialect_name, project_ids=project_ids
+        )
+        values = list_parameters(
+            user_id, filters, after=after, limit=limit, now=now, project_ids=project_ids
+        )
+        return list_statement(shape).params(values)
 
     @property
     def _dialect_name(self) -> str:
@@ -295,38 +223,3 @@ class TaskRepository(Repository[Task]):
             statement = statement.where(Task.version == expected_version)
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    @staticmethod
-    def _filtered(statement: Select[Any], filters: TaskListQuery, now: datetime) -> Select[Any]:
-        if filters.completed is not None:
-            statement = statement.where(Task.completed.is_(filters.completed))
-        if filters.priority:
-            statement = statement.where(Task.priority.in_(filters.priority))
-        for tag in filters.tag:
-            statement = statement.where(
-                exists().where(TaskTag.task_id == Task.id, TaskTag.name == tag)
-            )
-        if filters.q is not None:
-            statement = statement.where(
-                or_(
-                    Task.title.icontains(filters.q, autoescape=True),
-                    Task.description.icontains(filters.q, autoescape=True),
-                )
-            )
-        if filters.due_before is not None:
-            statement = statement.where(Task.due_at < filters.due_before)
-        if filters.due_after is not None:
-            statement = statement.where(Task.due_at > filters.due_after)
-        if filters.assignee_id is not None:
-            statement = statement.where(Task.assignee_id == filters.assignee_id)
-        if filters.unassigned is True:
-            statement = statement.where(Task.assignee_id.is_(None))
-        elif filters.unassigned is False:
-            statement = statement.where(Task.assignee_id.is_not(None))
-        if filters.overdue is True:
-            statement = statement.where(Task.completed.is_(False), Task.due_at < now)
-        elif filters.overdue is False:
-            statement = statement.where(
-                or_(Task.completed.is_(True), Task.due_at.is_(None), Task.due_at >= now)
-            )
-        return statement

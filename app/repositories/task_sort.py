@@ -7,11 +7,10 @@ covers), the keyset condition that continues after a row, and the value a cursor
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, UnaryExpression, func, literal, tuple_
+from sqlalchemy import ColumnElement, SQLColumnExpression, UnaryExpression, func, tuple_
 
 from app.models import Priority, Task
 from app.models.task import DUE_AT_NULL_LAST_ASC, DUE_AT_NULL_LAST_DESC
-from app.repositories.base import Keyset
 from app.repositories.task_record import TaskRecord
 from app.schemas.task import TaskSort
 
@@ -43,13 +42,12 @@ def order_by_columns(
     return key.asc(), row_id.asc()
 
 
-def after(sort: TaskSort, keyset: Keyset) -> ColumnElement[bool]:
-    """The rows that come after `keyset` in `sort` order: one row comparison."""
-    if keyset.value is None:  # a task without a due date: compare with the same constant
-        value = _due_at_sentinel(sort)
-    else:
-        value = literal(keyset.value, type_=Task.__table__.c[sort.field].type)
-    position = tuple_(value, literal(keyset.id))
+def after_bound(
+    sort: TaskSort, *, value: SQLColumnExpression[Any] | None, row_id: SQLColumnExpression[int]
+) -> ColumnElement[bool]:
+    """The rows that come after (value, row_id) in `sort` order: one row comparison. A value
+    of None is a task without a due date, compared as the same constant it sorts by."""
+    position = tuple_(_due_at_sentinel(sort) if value is None else value, row_id)
     row = tuple_(sort_key(sort), Task.id)
     return row < position if sort.descending else row > position
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Comment, Priority, Role, Task, TaskTag, User
-from app.repositories import task as task_module
+from app.repositories import task_list as task_list_module
 from app.repositories.base import Keyset
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
@@ -334,8 +334,8 @@ class TestListAcrossProjects:
         async def scanned_page(sort: TaskSort, after: Keyset | None) -> list[TaskRecord]:
             # Past MAX_MERGED_PROJECTS the statement is one scan over every project.
             with monkeypatch.context() as patch:
-                patch.setattr(task_module, "MAX_MERGED_PROJECTS", 1)
-                statement = TaskRepository.list_statement(
+                patch.setattr(task_list_module, "MAX_MERGED_PROJECTS", 1)
+                statement = TaskRepository.page_statement(
                     owner.id,
                     TaskListQuery(sort=sort),
                     sort,
