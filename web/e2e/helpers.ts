@@ -90,3 +90,23 @@ export function taskList(page: Page) {
 export async function taskTitles(page: Page): Promise<string[]> {
   return taskList(page).locator('.task-title').allInnerTexts();
 }
+
+/** Signs in through the API (not the UI) and returns an access token, for test set-up. */
+export async function apiToken(username: string, password = PASSWORD): Promise<string> {
+  const response = await fetch(`${baseURL()}/auth/login`, {
+    method: 'POST',
+    body: new URLSearchParams({ username, password }),
+  });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { access_token: string }).access_token;
+}
+
+export async function apiCreateTask(token: string, body: Record<string, unknown>): Promise<{ id: number }> {
+  const response = await fetch(`${baseURL()}/tasks`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  expect(response.status, await response.clone().text()).toBe(201);
+  return (await response.json()) as { id: number };
+}

@@ -20,6 +20,8 @@ export function TaskDetail(props: { id?: string }) {
   const [task, setTask] = useState<Task | null>(null);
   const [loadError, setLoadError] = useState<unknown>(null);
   const [generation, setGeneration] = useState(0);
+  // Kept here: a save gives a new version, and the editor starts over from it.
+  const [justSaved, setJustSaved] = useState(false);
 
   useEffect(() => {
     let cancelled = false;
@@ -32,7 +34,14 @@ export function TaskDetail(props: { id?: string }) {
     };
   }, [taskId, generation]);
 
-  const reload = () => setGeneration((n) => n + 1);
+  const reload = () => {
+    setJustSaved(false);
+    setGeneration((n) => n + 1);
+  };
+  const saved = (updated: Task) => {
+    setJustSaved(true);
+    setTask(updated);
+  };
 
   return (
     <section>
@@ -42,13 +51,26 @@ export function TaskDetail(props: { id?: string }) {
       <ScreenTitle>{task ? task.title : 'Task'}</ScreenTitle>
       <ErrorMessage error={loadError} action={{ label: 'Retry', run: reload }} />
       {!task && !loadError && <p class="muted">Loading…</p>}
-      {task && <TaskEditor key={`${task.id}:${task.version}`} task={task} onSaved={setTask} onReload={reload} />}
+      {task && (
+        <TaskEditor
+          key={`${task.id}:${task.version}`}
+          task={task}
+          justSaved={justSaved}
+          onSaved={saved}
+          onReload={reload}
+        />
+      )}
       {task && <Comments taskId={task.id} />}
     </section>
   );
 }
 
-function TaskEditor(props: { task: Task; onSaved: (task: Task) => void; onReload: () => void }) {
+function TaskEditor(props: {
+  task: Task;
+  justSaved: boolean;
+  onSaved: (task: Task) => void;
+  onReload: () => void;
+}) {
   const { task } = props;
   const { route } = useLocation();
   const [title, setTitle] = useState(task.title);
@@ -59,14 +81,12 @@ function TaskEditor(props: { task: Task; onSaved: (task: Task) => void; onReload
   const [completed, setCompleted] = useState(task.completed);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const [saved, setSaved] = useState(false);
   const conflict = error instanceof ApiError && error.status === 412;
 
   const save = async (event: Event) => {
     event.preventDefault();
     setBusy(true);
     setError(null);
-    setSaved(false);
     try {
       // Only what changed, and only if nobody changed the task since it was read.
       const dueAt = fromLocalInput(due);
@@ -84,7 +104,6 @@ function TaskEditor(props: { task: Task; onSaved: (task: Task) => void; onReload
           body,
         }),
       );
-      setSaved(true);
       props.onSaved(updated);
       void countUnread();
     } catch (caught) {
@@ -168,7 +187,7 @@ function TaskEditor(props: { task: Task; onSaved: (task: Task) => void; onReload
       ) : (
         <ErrorMessage error={error} />
       )}
-      {saved && !error && (
+      {props.justSaved && !error && (
         <p class="alert alert-info" role="status">
           Saved.
         </p>
