@@ -91,7 +91,7 @@ function Nav(props: { path: string }) {
       <a href="/profile" aria-current={current('/profile')}>
         Profile
       </a>
-      <button type="button" class="button-secondary" onClick={() => void session.signOut()}>
+      <button type="button" class="button-secondary" onClick={() => void session.signOut().catch(() => {})}>
         Sign out
       </button>
     </nav>
