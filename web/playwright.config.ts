@@ -19,7 +19,18 @@ export default defineConfig({
   use: {
     browserName: 'chromium',
     actionTimeout: 15_000,
-    launchOptions: { executablePath, args: ['--no-sandbox'] },
+    // As root in CI: no sandbox. The others keep Chromium off the (closed) network.
+    launchOptions: {
+      executablePath,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    },
     trace: 'retain-on-failure',
     screenshot: 'only-on-failure',
   },
