@@ -6,6 +6,7 @@ import {
   addTask,
   baseURL,
   pageProblems,
+  registerUser,
   signIn,
   signUp,
   taskList,
@@ -43,9 +44,9 @@ test('sign up, create, filter, sort, complete, comment, notifications, sign out,
   await filters.getByRole('checkbox', { name: 'urgent' }).check();
   await expect.poll(() => taskTitles(page)).toEqual(['Plan trip']);
   await filters.getByRole('checkbox', { name: 'urgent' }).uncheck();
-  await filters.getByRole('checkbox', { name: 'overdue only' }).check();
+  await filters.getByRole('checkbox', { name: 'Overdue only' }).check();
   await expect.poll(() => taskTitles(page)).toEqual(['Plan trip']);
-  await filters.getByRole('checkbox', { name: 'overdue only' }).uncheck();
+  await filters.getByRole('checkbox', { name: 'Overdue only' }).uncheck();
   await filters.getByLabel('Sort').selectOption({ label: 'Least urgent' });
   await expect.poll(() => taskTitles(page)).toEqual(['Buy milk', 'Write report', 'Plan trip']);
   await filters.getByLabel('Sort').selectOption({ label: 'Oldest first' });
@@ -133,4 +134,41 @@ test('the refresh token never reaches script-readable storage', async ({ page, c
   // A reload keeps the user signed in, from the cookie alone.
   await page.reload();
   await expect(page.getByRole('heading', { name: 'Tasks', level: 1 })).toBeVisible();
+});
+
+test('works with the keyboard alone', async ({ page }) => {
+  const username = uniqueName('keys');
+  await registerUser(username);
+  await page.goto(`${baseURL()}/sign-in`);
+  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeFocused();
+  // The screen's title has the focus (announced); the next stop is the first field.
+  await page.keyboard.press('Tab');
+  await expect(page.getByLabel('Username')).toBeFocused();
+  await page.keyboard.type(username);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('heading', { name: 'Tasks', level: 1 })).toBeFocused();
+
+  // From the top of the page, the skip link is the first stop, visible when focused.
+  await page.evaluate(() => {
+    document.body.tabIndex = -1;
+    document.body.focus();
+  });
+  await page.keyboard.press('Tab');
+  const skip = page.getByRole('link', { name: 'Skip to content' });
+  await expect(skip).toBeFocused();
+  await expect(skip).toBeInViewport();
+
+  await page.locator('form.new-task').getByLabel('Title').focus();
+  await page.keyboard.type('Typed, not clicked');
+  await page.keyboard.press('Enter');
+  const checkbox = page.getByRole('checkbox', { name: 'Completed: Typed, not clicked' });
+  await expect(checkbox).toBeVisible();
+  await checkbox.focus();
+  await page.keyboard.press('Space');
+  await expect(checkbox).toBeChecked();
+  // Focus is visible: an outline on the focused control.
+  const outline = await checkbox.evaluate((element) => getComputedStyle(element).outlineStyle);
+  expect(outline).toBe('solid');
 });

@@ -172,16 +172,16 @@ export function Tasks() {
               {priority}
             </label>
           ))}
-          <label class="inline">
-            <input
-              type="checkbox"
-              name="overdue"
-              checked={filters.overdue}
-              onChange={(e) => set('overdue', e.currentTarget.checked)}
-            />
-            overdue only
-          </label>
         </fieldset>
+        <label class="inline">
+          <input
+            type="checkbox"
+            name="overdue"
+            checked={filters.overdue}
+            onChange={(e) => set('overdue', e.currentTarget.checked)}
+          />
+          Overdue only
+        </label>
       </form>
 
       <ErrorMessage error={conflict} action={{ label: 'Reload', run: reload }} />
