@@ -112,7 +112,7 @@ test('sign up, create, filter, sort, complete, comment, notifications, sign out,
   await page.goto(`${baseURL()}/`);
   await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
   await signIn(page, username, 'a brand new passphrase');
-  expect(await taskTitles(page)).toEqual(['Plan trip', 'Buy milk', 'Write report']);
+  await expect.poll(() => taskTitles(page)).toEqual(['Plan trip', 'Buy milk', 'Write report']);
 
   expect(problems).toEqual([]);
 });

@@ -75,6 +75,8 @@ export function Tasks() {
 
   const toggleDone = async (task: Task) => {
     setConflict(null);
+    // Shown at once; the server's answer (or the old task, on an error) replaces it.
+    list.pager?.update({ ...task, completed: !task.completed });
     try {
       const updated = await unwrap(
         api.PATCH('/tasks/{task_id}', {
@@ -86,6 +88,7 @@ export function Tasks() {
       list.pager?.update(updated, stillMatches);
       void countUnread();
     } catch (error) {
+      list.pager?.update(task);
       setConflict(error);
     }
   };
