@@ -9,8 +9,9 @@ own 404s and 405s are untouched):
   `RESERVED_SEGMENTS`), or whose last segment looks like a file: the API's JSON 404;
 - any other path is a page of the app: `index.html`, which routes on the client.
 
-`/docs` and `/redoc` are pages of the same build (`docs.html`, `redoc.html`, whose Swagger UI
-and ReDoc come from pinned npm packages), so the interactive docs need no CDN.
+`/docs` and `/redoc` load Swagger UI and ReDoc from the same build (pinned npm packages,
+bundled by Vite; the pages are written from its manifest), so they need no CDN.
+docs/design/web.md says why it is built this way.
 """
 
 import html
@@ -73,11 +74,13 @@ class WebBuild:
             return None
         return candidate
 
+    def is_api(self, path: str) -> bool:
+        return path.strip("/").split("/", 1)[0] in self.api_segments
+
     def is_page(self, path: str) -> bool:
-        segments = [segment for segment in path.split("/") if segment]
-        if not segments:
-            return True
-        return segments[0] not in self.api_segments and "." not in segments[-1]
+        """Not the API's, and not a file name (`/favicon.ico`, `/assets/gone.js`)."""
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        return not self.is_api(path) and "." not in last
 
 
 def route_paths(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[str]:
@@ -212,6 +215,8 @@ class WebFallback:
         if scope["method"] not in ("GET", "HEAD"):
             return None
         path: str = scope["path"]
+        if self.build.is_api(path):
+            return None
         if not self.build.built:
             return self._not_built() if self.build.is_page(path) else None
         file = self.build.file(path)
