@@ -20,8 +20,14 @@ function redocWithoutItsCdn(): Plugin {
   };
 }
 
+// `npm run dev`: Vite on :5173 with hot reload, the API (`make run`) behind it on :8000, so
+// the app and the API share one origin as in production (the cookie's Path=/auth works).
+const API = process.env.API_URL ?? 'http://127.0.0.1:8000';
+const API_PATHS = ['/auth', '/tasks', '/notifications', '/admin', '/health', '/openapi.json'];
+
 export default defineConfig({
   plugins: [preact(), redocWithoutItsCdn()],
+  server: { proxy: Object.fromEntries(API_PATHS.map((path) => [path, API])) },
   build: {
     // app/web.py reads it to write the /docs and /redoc pages' script and style tags.
     manifest: true,

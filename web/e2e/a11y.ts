@@ -22,6 +22,9 @@ export async function screenshots(page: Page, screen: string): Promise<void> {
   for (const width of WIDTHS) {
     await page.setViewportSize({ width, height: 900 });
     await expect(page.locator('main')).toBeVisible();
+    // Usable at this width: nothing wider than the screen (no sideways scrolling).
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+    expect(overflow, `${screen} at ${width} px is wider than the screen`).toBeLessThanOrEqual(0);
     await page.screenshot({ path: join(SCREENSHOTS, `${screen}-${width}.png`), fullPage: true });
   }
   if (original) await page.setViewportSize(original);
