@@ -1,7 +1,7 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Cookie, Depends, Header, Response, status
-from fastapi.exceptions import RequestValidationError
+from pydantic import WithJsonSchema
 
 from app.core.config import Environment
 from app.core.exceptions import AuthenticationError
@@ -25,8 +25,11 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(503)
 REFRESH_COOKIE = "tm_refresh"
 COOKIE_PATH = "/auth"
 NO_COOKIE = "No session cookie: sign in again"
+NO_TOKEN = "No refresh token: send it in the body (browsers: X-Session: cookie)"
+# Optional; their schemas say only what a client may send (never a literal `null`).
 SessionMode = Annotated[
     Literal["cookie"] | None,
+    WithJsonSchema({"type": "string", "enum": ["cookie"]}),
     Header(
         alias="X-Session",
         description="`cookie`: the refresh token travels in the HttpOnly `tm_refresh` cookie "
@@ -35,6 +38,7 @@ SessionMode = Annotated[
 ]
 RefreshCookie = Annotated[
     str | None,
+    WithJsonSchema({"type": "string"}),
     Cookie(alias=REFRESH_COOKIE, description="Read only with `X-Session: cookie`"),
 ]
 
@@ -65,15 +69,17 @@ def clear_refresh_cookie(response: Response, resources: Resources) -> None:
 def presented_refresh_token(
     mode: str | None, body: RefreshRequest | None, cookie: str | None
 ) -> str:
-    """The cookie's token with `X-Session: cookie`, else the body's (required, as in v1)."""
+    """The cookie's token with `X-Session: cookie`, else the body's; none is a 401.
+
+    The cookie is never read without the header: sent alone (a form on another site) it
+    counts as no token at all.
+    """
     if mode == "cookie":
         if not cookie:
             raise AuthenticationError(NO_COOKIE)
         return cookie
     if body is None:
-        raise RequestValidationError(
-            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
-        )
+        raise AuthenticationError(NO_TOKEN)
     return body.refresh_token
 
 

@@ -39,7 +39,7 @@ class FakeServer {
 
   private async refresh(request: Request): Promise<Response> {
     this.refreshes += 1;
-    if (request.headers.get('X-Session') !== 'cookie') return json(422, { detail: [] });
+    if (request.headers.get('X-Session') !== 'cookie') return json(401, { detail: 'No refresh token' });
     if (this.refreshStatus) {
       return new Response(JSON.stringify({ detail: 'slow down' }), {
         status: this.refreshStatus,

@@ -831,7 +831,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description `cookie`: the refresh token travels in the HttpOnly `tm_refresh` cookie instead of the JSON body (browsers) */
-                "X-Session"?: "cookie" | null;
+                "X-Session"?: "cookie";
             };
             path?: never;
             cookie?: never;
@@ -921,12 +921,12 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description `cookie`: the refresh token travels in the HttpOnly `tm_refresh` cookie instead of the JSON body (browsers) */
-                "X-Session"?: "cookie" | null;
+                "X-Session"?: "cookie";
             };
             path?: never;
             cookie?: {
                 /** @description Read only with `X-Session: cookie` */
-                tm_refresh?: string | null;
+                tm_refresh?: string;
             };
         };
         requestBody?: {
@@ -1005,12 +1005,12 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description `cookie`: the refresh token travels in the HttpOnly `tm_refresh` cookie instead of the JSON body (browsers) */
-                "X-Session"?: "cookie" | null;
+                "X-Session"?: "cookie";
             };
             path?: never;
             cookie?: {
                 /** @description Read only with `X-Session: cookie` */
-                tm_refresh?: string | null;
+                tm_refresh?: string;
             };
         };
         requestBody?: {

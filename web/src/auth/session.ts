@@ -157,7 +157,7 @@ export class Session {
       return null;
     }
     const error = apiError(response.status, body, response.headers);
-    if (response.status === 401 || response.status === 422) {
+    if (response.status === 401) {
       const wasSignedIn = this.snapshot.status === 'signed-in';
       this.end(wasSignedIn ? 'Your session has ended. Please sign in again.' : null, false);
     }
