@@ -8,6 +8,7 @@ import {
   fromLocalInput,
   parseTags,
 } from '../ui/components';
+import { write, writesSettled } from '../api/writes';
 import { countUnread } from '../ui/state';
 import { usePager } from '../ui/usePager';
 
@@ -63,11 +64,11 @@ export function Tasks() {
     ...(filters.overdue ? { overdue: true } : {}),
   };
   const key = JSON.stringify(query);
-  const list = usePager<Task>(
-    (cursor) =>
-      unwrap(api.GET('/tasks', { params: { query: { ...query, ...(cursor ? { cursor } : {}) } } })),
-    key,
-  );
+  const filtered = Object.keys(query).some((name) => name !== 'limit' && name !== 'sort');
+  const list = usePager<Task>(async (cursor) => {
+    await writesSettled();
+    return unwrap(api.GET('/tasks', { params: { query: { ...query, ...(cursor ? { cursor } : {}) } } }));
+  }, key);
   const [conflict, setConflict] = useState<unknown>(null);
 
   const set = <K extends keyof Filters>(name: K, value: Filters[K]) =>
@@ -78,11 +79,13 @@ export function Tasks() {
     // Shown at once; the server's answer (or the old task, on an error) replaces it.
     list.pager?.update({ ...task, completed: !task.completed });
     try {
-      const updated = await unwrap(
-        api.PATCH('/tasks/{task_id}', {
-          params: { path: { task_id: task.id }, header: { 'if-match': ifMatch(task) } },
-          body: { completed: !task.completed },
-        }),
+      const updated = await write(
+        unwrap(
+          api.PATCH('/tasks/{task_id}', {
+            params: { path: { task_id: task.id }, header: { 'if-match': ifMatch(task) } },
+            body: { completed: !task.completed },
+          }),
+        ),
       );
       const stillMatches = filters.status === 'all' || updated.completed === (filters.status === 'done');
       list.pager?.update(updated, stillMatches);
@@ -191,7 +194,7 @@ export function Tasks() {
       <ErrorMessage error={list.error} action={{ label: 'Retry', run: list.loadMore }} />
       {list.loading && list.items.length === 0 && <SkeletonRows />}
       {!list.loading && !list.error && list.items.length === 0 && (
-        <p class="empty">No tasks {key === JSON.stringify({ limit: PAGE_SIZE, sort: '-created_at' }) ? 'yet: add one above.' : 'match these filters.'}</p>
+        <p class="empty">{filtered ? 'No tasks match these filters.' : 'No tasks yet: add one above.'}</p>
       )}
       <ul class="task-list" aria-label="Tasks" aria-busy={list.loading}>
         {list.items.map((task) => (
@@ -259,17 +262,8 @@ function NewTask(props: { onCreated: (task: Task) => void }) {
     setBusy(true);
     setError(null);
     try {
-      const task = await unwrap(
-        api.POST('/tasks', {
-          body: {
-            title,
-            priority,
-            description: '',
-            due_at: fromLocalInput(due),
-            tags: parseTags(tags),
-          },
-        }),
-      );
+      const body = { title, priority, description: '', due_at: fromLocalInput(due), tags: parseTags(tags) };
+      const task = await write(unwrap(api.POST('/tasks', { body })));
       props.onCreated(task);
       setTitle('');
       setDue('');

@@ -5,7 +5,13 @@ import type { SessionSnapshot } from '../auth/session';
 
 export function useSession(): SessionSnapshot {
   const [snapshot, setSnapshot] = useState(session.state);
-  useEffect(() => session.subscribe(setSnapshot), []);
+  useEffect(() => {
+    const unsubscribe = session.subscribe(setSnapshot);
+    // A change between the first render and this effect (a fast answer to the start-up
+    // refresh) would otherwise be missed, and the screen would wait for ever.
+    setSnapshot(session.state);
+    return unsubscribe;
+  }, []);
   return snapshot;
 }
 
@@ -27,6 +33,7 @@ class Store<T> {
     useEffect(() => {
       const listener = () => setTick((tick) => tick + 1);
       this.listeners.add(listener);
+      listener(); // a change made before this effect ran
       return () => this.listeners.delete(listener);
     }, []);
     return this.value;
