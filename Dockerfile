@@ -6,6 +6,7 @@
 # compose.yaml runs the whole topology; docs/deployment.md explains it.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
 
 # --- builder: the locked dependencies in a virtual environment ------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -25,6 +26,16 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 RUN pip install --no-deps -e .
 
+# --- web: the web app and the docs pages' Swagger UI and ReDoc (web/ -> web/dist) ----------
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+# The lock file first: `npm ci` is rebuilt only when the packages change.
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/index.html web/vite.config.ts web/tsconfig.json ./
+COPY web/src ./src
+RUN npm run build
+
 # --- runtime: slim, no build tools, non-root ----------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
@@ -34,6 +45,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
     WEB_CONCURRENCY=2 \
+    WEB_DIR=/app/web/dist \
     LOG_FILE=
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
@@ -44,6 +56,8 @@ COPY pyproject.toml alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
 COPY deploy ./deploy
+# Served at / (and /docs, /redoc) by the API itself: WEB_DIR.
+COPY --from=web /web/dist ./web/dist
 # Compiled once here, as the code is read-only at run time (and owned by root: the app user
 # can run it, not change it).
 RUN python -m compileall -q app migrations

@@ -12,7 +12,8 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
-        lock audit ci clean stack stack-down bench bench-quick bench-sqlite-writes reliability mutation mutation-report
+        lock audit ci clean stack stack-down bench bench-quick bench-sqlite-writes reliability mutation mutation-report \
+        web web-client
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,7 +43,16 @@ migrate: $(RUNTIME_STAMP) ## Apply database migrations (DATABASE_URL, default SQ
 # HOST, PORT and every other setting come from the environment or .env (default
 # 127.0.0.1:8000); `make run PORT=8080` works too, as make passes them to the command.
 run: migrate ## Set up, migrate and serve on http://127.0.0.1:8000 (docs at /docs)
+	@scripts/build-web
 	$(if $(HOST),HOST=$(HOST)) $(if $(PORT),PORT=$(PORT)) $(BIN)/task-manager serve
+
+# The web app (web/): npm ci + vite build, only when missing or older than its sources.
+# Without Node.js `make run` says so and serves the API alone; `make web` fails.
+web: ## Build the web app into web/dist (when missing or older than its sources)
+	@scripts/build-web --required
+
+web-client: $(DEV_STAMP) ## Regenerate the web app's typed API client from the app's schema
+	@BIN=$(BIN) scripts/web-client
 
 test: $(DEV_STAMP) ## Run the whole suite (SQLite, then PostgreSQL when reachable)
 	@BIN=$(BIN) TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) scripts/run-tests
@@ -58,6 +68,7 @@ lint: $(DEV_STAMP) ## ruff (lint + format check), mypy --strict, the import cont
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@BIN=$(BIN) scripts/web-client --check
 
 # A known vulnerability fails; an unreachable vulnerability service is reported, not failed
 # (scripts/audit-dependencies says why).

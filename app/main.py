@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +38,7 @@ from app.middleware import (
 from app.resources import Resources
 from app.routers import admin, auth, comments, health, metrics, notifications, projects, tasks
 from app.services.notification import EmailPolicy
+from app.web import add_docs_pages, serve_web_app
 from app.workers.jobs import JobContext
 from app.workers.runner import CeleryJobs, InProcessJobs, JobRunner
 
@@ -90,10 +92,12 @@ def create_app(
         debug=settings.DEBUG,
         lifespan=lifespan,
         redirect_slashes=False,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # /docs and /redoc are pages of the web app's build (app/web.py): no CDN.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
+    web_dir = Path(settings.WEB_DIR) if settings.WEB_DIR else None
     write_factory = session_factory or create_session_factory(engine)
     app.state.resources = Resources(
         settings=settings,
@@ -163,6 +167,11 @@ def create_app(
     app.include_router(admin.router)
     if settings.METRICS_ENABLED:
         app.include_router(metrics.router)
+    if docs:
+        add_docs_pages(app, web_dir)
+    if web_dir is not None:
+        # Last: it answers only what no route above matched.
+        serve_web_app(app, web_dir)
     return app
 
 

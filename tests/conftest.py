@@ -20,6 +20,8 @@ os.environ.update(
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
         "LOG_FILE": "",
         "DOCS_ENABLED": "true",
+        # The API alone: the web app's tests (tests/integration/test_web_app.py) give a build.
+        "WEB_DIR": "",
         # Argon2 at the lowest parameters the settings accept: the suite hashes hundreds of
         # passwords. Production's defaults (OWASP's minimum) are asserted in test_security.py.
         "PASSWORD_HASH_MEMORY_KIB": "8192",

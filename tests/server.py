@@ -77,6 +77,8 @@ def server_environment(database_url: str, extra: Mapping[str, str] | None = None
             # The races below fire more requests from one address than the default limits
             # allow; they test the database, not the limiter.
             "RATE_LIMIT_ENABLED": "false",
+            # The API alone, whatever the working directory holds.
+            "WEB_DIR": "",
             "GUNICORN_KEEPALIVE": str(KEEPALIVE_SECONDS),
             "GUNICORN_GRACEFUL_TIMEOUT": "10",
             # Tests run several Celery workers at once: no metrics port unless a test asks.

@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # (app/http_protocol.py) before the app sees it.
     MAX_HEADER_BYTES: int = Field(default=64 * 1024, ge=1024)
     DOCS_ENABLED: bool = True
+    # The web app's build (`npm run build` in web/), served at / with /docs' and /redoc's
+    # assets; relative to the working directory, like the SQLite file. Empty: API only.
+    WEB_DIR: str = "web/dist"
     # Serve GET /metrics (Prometheus) and record the request metrics.
     METRICS_ENABLED: bool = True
     # The only clients /metrics and /health/detailed exist for (everyone else gets a 404): the

@@ -126,6 +126,10 @@ class TokenCodec:
     def access_ttl(self) -> timedelta:
         return self._ttl[TokenType.ACCESS]
 
+    @property
+    def refresh_ttl(self) -> timedelta:
+        return self._ttl[TokenType.REFRESH]
+
     def issue(self, token_type: TokenType, *, user_id: int, session_id: str) -> IssuedToken:
         now = datetime.now(UTC)
         claims = TokenClaims(

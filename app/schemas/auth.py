@@ -5,11 +5,16 @@ from pydantic import BaseModel, Field
 from app.schemas.common import NOT_BLANK, RequestModel
 
 
-class TokenPair(BaseModel):
+class AccessToken(BaseModel):
+    """The answer with `X-Session: cookie`: the refresh token is in the `tm_refresh` cookie."""
+
     access_token: str
-    refresh_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Lifetime of the access token, in seconds")
+
+
+class TokenPair(AccessToken):
+    refresh_token: str
 
 
 class RefreshRequest(RequestModel):

@@ -120,8 +120,11 @@ def to_httpx(kwargs: dict[str, Any]) -> dict[str, Any]:
         for key in ("method", "url", "headers", "params", "json", "files")
         if kwargs.get(key) is not None
     }
-    # The API uses no cookies; none are declared, so none are generated.
-    assert not kwargs.get("cookies")
+    # The one cookie the API reads (tm_refresh, browser sessions) goes as a header: httpx
+    # has no per-request cookies.
+    if cookies := kwargs.get("cookies"):
+        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        request["headers"] = {**request.get("headers", {}), "Cookie": cookie}
     data = kwargs.get("data")
     if isinstance(data, bytes | str):
         request["content"] = data

@@ -1,0 +1,48 @@
+// Loading and error states a person sees: 429 says when to retry, 503 says the service is busy.
+import { expect, test } from '@playwright/test';
+import { expectAccessible } from './a11y';
+import { addTask, baseURL, signUp, taskTitles, uniqueName } from './helpers';
+
+const TASK_LIST = /\/tasks\?/;
+
+test('a 429 says when to retry, a 503 that the service is busy, and Retry recovers', async ({
+  page,
+}) => {
+  await signUp(page, uniqueName('errors'));
+  await addTask(page, { title: 'Still here' });
+
+  await page.route(TASK_LIST, (route) =>
+    route.fulfill({
+      status: 429,
+      headers: { 'Retry-After': '30', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ detail: 'Rate limit exceeded' }),
+    }),
+  );
+  await page.reload();
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('Too many requests. Try again in 30 seconds.');
+  await expectAccessible(page, 'tasks, rate limited');
+
+  await page.unroute(TASK_LIST);
+  await page.route(TASK_LIST, (route) =>
+    route.fulfill({
+      status: 503,
+      headers: { 'Retry-After': '5', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ detail: 'Database unavailable' }),
+    }),
+  );
+  await alert.getByRole('button', { name: 'Retry' }).click();
+  await expect(alert).toContainText('The service is busy. Try again in 5 seconds.');
+
+  await page.unroute(TASK_LIST);
+  await alert.getByRole('button', { name: 'Retry' }).click();
+  await expect.poll(() => taskTitles(page)).toEqual(['Still here']);
+  await expect(page.getByRole('alert')).toHaveCount(0);
+});
+
+test('an unknown page of the app says so, inside the app', async ({ page }) => {
+  await signUp(page, uniqueName('lost'));
+  await page.goto(`${baseURL()}/no/such/screen`);
+  await expect(page.getByRole('heading', { name: 'Page not found' })).toBeVisible();
+  await expectAccessible(page, 'not found');
+});

@@ -1,0 +1,331 @@
+import { useEffect, useState } from 'preact/hooks';
+import { type Priority, type Schemas, type Task, api, ifMatch, unwrap } from '../api/client';
+import {
+  ErrorMessage,
+  LoadMore,
+  ScreenTitle,
+  formatDate,
+  fromLocalInput,
+  parseTags,
+} from '../ui/components';
+import { write, writesSettled } from '../api/writes';
+import { countUnread } from '../ui/state';
+import { usePager } from '../ui/usePager';
+
+export const PRIORITIES: Priority[] = ['low', 'medium', 'high', 'urgent'];
+const SORTS: { value: Schemas['TaskSort']; label: string }[] = [
+  { value: '-created_at', label: 'Newest first' },
+  { value: 'created_at', label: 'Oldest first' },
+  { value: 'due_at', label: 'Due soonest' },
+  { value: '-due_at', label: 'Due latest' },
+  { value: '-priority', label: 'Most urgent' },
+  { value: 'priority', label: 'Least urgent' },
+  { value: '-updated_at', label: 'Recently changed' },
+];
+const PAGE_SIZE = 50;
+
+interface Filters {
+  q: string;
+  status: 'all' | 'open' | 'done';
+  priority: Priority[];
+  tag: string;
+  overdue: boolean;
+  sort: Schemas['TaskSort'];
+}
+
+const NO_FILTERS: Filters = {
+  q: '',
+  status: 'all',
+  priority: [],
+  tag: '',
+  overdue: false,
+  sort: '-created_at',
+};
+
+function useDebounced<T>(value: T, ms: number): T {
+  const [debounced, setDebounced] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setDebounced(value), ms);
+    return () => clearTimeout(timer);
+  }, [value, ms]);
+  return debounced;
+}
+
+export function Tasks() {
+  const [filters, setFilters] = useState<Filters>(NO_FILTERS);
+  const q = useDebounced(filters.q.trim(), 300);
+  const query = {
+    limit: PAGE_SIZE,
+    sort: filters.sort,
+    ...(q ? { q } : {}),
+    ...(filters.status === 'all' ? {} : { completed: filters.status === 'done' }),
+    ...(filters.priority.length ? { priority: filters.priority } : {}),
+    ...(parseTags(filters.tag).length ? { tag: parseTags(filters.tag) } : {}),
+    ...(filters.overdue ? { overdue: true } : {}),
+  };
+  const key = JSON.stringify(query);
+  const filtered = Object.keys(query).some((name) => name !== 'limit' && name !== 'sort');
+  const list = usePager<Task>(async (cursor) => {
+    await writesSettled();
+    return unwrap(api.GET('/tasks', { params: { query: { ...query, ...(cursor ? { cursor } : {}) } } }));
+  }, key);
+  const [conflict, setConflict] = useState<unknown>(null);
+
+  const set = <K extends keyof Filters>(name: K, value: Filters[K]) =>
+    setFilters((current) => ({ ...current, [name]: value }));
+
+  const toggleDone = async (task: Task) => {
+    setConflict(null);
+    // Shown at once; the server's answer (or the old task, on an error) replaces it.
+    list.pager?.update({ ...task, completed: !task.completed });
+    try {
+      const updated = await write(
+        unwrap(
+          api.PATCH('/tasks/{task_id}', {
+            params: { path: { task_id: task.id }, header: { 'if-match': ifMatch(task) } },
+            body: { completed: !task.completed },
+          }),
+        ),
+      );
+      const stillMatches = filters.status === 'all' || updated.completed === (filters.status === 'done');
+      list.pager?.update(updated, stillMatches);
+      void countUnread();
+    } catch (error) {
+      list.pager?.update(task);
+      setConflict(error);
+    }
+  };
+
+  const reload = () => {
+    setConflict(null);
+    list.pager?.reset();
+    void list.pager?.loadMore();
+  };
+
+  return (
+    <section>
+      <ScreenTitle>Tasks</ScreenTitle>
+      <NewTask
+        onCreated={(task) => {
+          list.pager?.prepend(task);
+          void countUnread();
+        }}
+      />
+      <form class="filters" role="search" aria-label="Filter and sort tasks" onSubmit={(e) => e.preventDefault()}>
+        <label class="grow">
+          Search
+          <input
+            type="search"
+            name="q"
+            placeholder="Words in the title or description"
+            value={filters.q}
+            onInput={(e) => set('q', e.currentTarget.value)}
+          />
+        </label>
+        <label>
+          Status
+          <select
+            name="status"
+            value={filters.status}
+            onChange={(e) => set('status', e.currentTarget.value as Filters['status'])}
+          >
+            <option value="all">All</option>
+            <option value="open">Open</option>
+            <option value="done">Completed</option>
+          </select>
+        </label>
+        <label>
+          Tag
+          <input
+            name="tag"
+            placeholder="e.g. work"
+            value={filters.tag}
+            onInput={(e) => set('tag', e.currentTarget.value)}
+          />
+        </label>
+        <label>
+          Sort
+          <select
+            name="sort"
+            value={filters.sort}
+            onChange={(e) => set('sort', e.currentTarget.value as Filters['sort'])}
+          >
+            {SORTS.map((sort) => (
+              <option value={sort.value} key={sort.value}>
+                {sort.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <fieldset class="priorities">
+          <legend>Priority</legend>
+          {PRIORITIES.map((priority) => (
+            <label class="inline" key={priority}>
+              <input
+                type="checkbox"
+                name="priority"
+                value={priority}
+                checked={filters.priority.includes(priority)}
+                onChange={(e) =>
+                  set(
+                    'priority',
+                    e.currentTarget.checked
+                      ? [...filters.priority, priority]
+                      : filters.priority.filter((p) => p !== priority),
+                  )
+                }
+              />
+              {priority}
+            </label>
+          ))}
+        </fieldset>
+        <label class="inline">
+          <input
+            type="checkbox"
+            name="overdue"
+            checked={filters.overdue}
+            onChange={(e) => set('overdue', e.currentTarget.checked)}
+          />
+          Overdue only
+        </label>
+      </form>
+
+      <ErrorMessage error={conflict} action={{ label: 'Reload', run: reload }} />
+      <ErrorMessage error={list.error} action={{ label: 'Retry', run: list.loadMore }} />
+      {list.loading && list.items.length === 0 && <SkeletonRows />}
+      {!list.loading && !list.error && list.items.length === 0 && (
+        <p class="empty">{filtered ? 'No tasks match these filters.' : 'No tasks yet: add one above.'}</p>
+      )}
+      <ul class="task-list" aria-label="Tasks" aria-busy={list.loading}>
+        {list.items.map((task) => (
+          <TaskRow task={task} key={task.id} onToggle={() => void toggleDone(task)} />
+        ))}
+      </ul>
+      <LoadMore loading={list.loading && list.items.length > 0} done={list.done || !!list.error} onMore={list.loadMore} label="Load more tasks" />
+    </section>
+  );
+}
+
+function SkeletonRows() {
+  return (
+    <ul class="task-list" aria-hidden="true">
+      {[0, 1, 2, 3, 4].map((n) => (
+        <li class="task-row skeleton" key={n} />
+      ))}
+    </ul>
+  );
+}
+
+function TaskRow(props: { task: Task; onToggle: () => void }) {
+  const { task } = props;
+  const overdue = !task.completed && task.due_at !== null && new Date(task.due_at) < new Date();
+  return (
+    <li class={`task-row${task.completed ? ' done' : ''}`}>
+      <input
+        type="checkbox"
+        checked={task.completed}
+        onChange={props.onToggle}
+        aria-label={`Completed: ${task.title}`}
+      />
+      <div class="task-main">
+        <a href={`/task/${task.id}`} class="task-title">
+          {task.title}
+        </a>
+        <div class="task-meta">
+          <span class={`badge priority-${task.priority}`}>{task.priority}</span>
+          {task.due_at && (
+            <span class={overdue ? 'overdue' : ''}>
+              {overdue ? 'Overdue: ' : 'Due '}
+              {formatDate(task.due_at)}
+            </span>
+          )}
+          {task.tags.map((tag) => (
+            <span class="tag" key={tag}>
+              #{tag}
+            </span>
+          ))}
+        </div>
+      </div>
+    </li>
+  );
+}
+
+function NewTask(props: { onCreated: (task: Task) => void }) {
+  const [title, setTitle] = useState('');
+  const [priority, setPriority] = useState<Priority>('medium');
+  const [due, setDue] = useState('');
+  const [tags, setTags] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const body = { title, priority, description: '', due_at: fromLocalInput(due), tags: parseTags(tags) };
+      const task = await write(unwrap(api.POST('/tasks', { body })));
+      props.onCreated(task);
+      setTitle('');
+      setDue('');
+      setTags('');
+      setPriority('medium');
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card new-task" onSubmit={submit} aria-labelledby="new-task-title">
+      <h2 id="new-task-title">New task</h2>
+      <div class="row">
+        <label class="grow">
+          Title
+          <input
+            name="title"
+            required
+            maxLength={200}
+            value={title}
+            onInput={(e) => setTitle(e.currentTarget.value)}
+          />
+        </label>
+        <label>
+          Priority
+          <select
+            name="priority"
+            value={priority}
+            onChange={(e) => setPriority(e.currentTarget.value as Priority)}
+          >
+            {PRIORITIES.map((p) => (
+              <option value={p} key={p}>
+                {p}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Due
+          <input
+            type="datetime-local"
+            name="due"
+            value={due}
+            onInput={(e) => setDue(e.currentTarget.value)}
+          />
+        </label>
+        <label>
+          Tags
+          <input
+            name="tags"
+            placeholder="work, home"
+            value={tags}
+            onInput={(e) => setTags(e.currentTarget.value)}
+          />
+        </label>
+      </div>
+      <ErrorMessage error={error} />
+      <button type="submit" disabled={busy}>
+        {busy ? 'Adding…' : 'Add task'}
+      </button>
+    </form>
+  );
+}
