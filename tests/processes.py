@@ -161,17 +161,27 @@ class Processes:
         self.expected_celery_errors = expected_celery_errors
         self.servers: list[ServerProcess] = []
         self.celery: list[CeleryProcess] = []
+        self._migration: asyncio.Task[None] | None = None
 
     async def migrate(self) -> None:
-        await migrate(self.database_url, self.workdir, env=self.env)
+        """Migrate the database, once: every process waits for it before it starts. A worker
+        started beside the server once ran beat's first job on a database still being
+        migrated ("no such table: notification")."""
+        if self._migration is None:
+            self._migration = asyncio.create_task(
+                migrate(self.database_url, self.workdir, env=self.env)
+            )
+        await asyncio.shield(self._migration)
 
     async def server(self, *, workers: int = 2) -> ServerProcess:
         """Migrate, then `task-manager serve --workers N`, ready on every worker."""
+        await self.migrate()
         server = await start_server(self.database_url, self.workdir, workers=workers, env=self.env)
         self.servers.append(server)
         return server
 
     async def worker(self, *, name: str = "worker", concurrency: int = 2) -> CeleryProcess:
+        await self.migrate()
         worker = await start_celery(
             "worker",
             ["--concurrency", str(concurrency)],
@@ -183,6 +193,7 @@ class Processes:
         return worker
 
     async def beat(self, *, name: str = "beat") -> CeleryProcess:
+        await self.migrate()
         schedule = self.workdir / f"{name}-schedule"
         beat = await start_celery(
             "beat",
