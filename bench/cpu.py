@@ -1,6 +1,6 @@
 """CPU time per request, ours and the ceiling's: the figure a shared, noisy machine cannot blur.
 
-    python bench/cpu.py [list get me post patch] [--seconds 5] [--connections 32]
+    python bench/cpu.py [list list-50p get me post patch] [--seconds 5] [--connections 32]
 
 Run after `make bench` or `make bench-quick` (it reuses the `task_manager_bench` database
 and the token pools in .bench/pools/pg). Starts the no-database ceiling and our PostgreSQL
@@ -88,8 +88,7 @@ def main() -> None:
         ceiling.start()
         ours.start()
         for scenario in args.scenarios:
-            user = {"post": run.POST_USER, "patch": run.PATCH_USER}.get(scenario, run.LIST_USER)
-            pool = pools / f"user{user}.tsv"
+            pool = pools / f"user{run.scenario_user(scenario, run.SMALL)}.tsv"
             row = {
                 "scenario": run.LABELS.get(scenario, scenario),
                 "ours": measure(cfg, ours, scenario, pool, run.PG_DB),

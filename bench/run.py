@@ -64,6 +64,23 @@ PG_1M_DB = "task_manager_bench_1m"
 SMALL = {"users": 52, "tasks": 51_010, "big": 1_000}
 LARGE = {"users": 10_000, "tasks": 1_000_000, "big": 10_000}
 LIST_USER, GET_USER, POST_USER, PATCH_USER = 3, 3, 4, 5
+TEAM_PROJECTS = 49  # bench/seed_tasks.py's default: seed_team is in 50 projects with its inbox
+
+
+def team_user(sizes: dict[str, int]) -> int:
+    """seed_team: an editor in TEAM_PROJECTS shared projects besides their inbox."""
+    return sizes["users"] + 1
+
+
+def lead_user(sizes: dict[str, int]) -> int:
+    """seed_lead: owner of the team projects and of "Crowd" (up to 1,000 viewers)."""
+    return sizes["users"] + 2
+
+
+def crowd_members_path(sizes: dict[str, int]) -> str:
+    return f"/projects/{sizes['users'] + 3 + TEAM_PROJECTS}/members?limit=20"
+
+
 POOL_IDS = 200  # task ids per user in the pools (get / patch draw from them)
 
 TARGETS = {  # scenario -> minimum % of the ceiling (PostgreSQL, two workers)
@@ -78,6 +95,8 @@ SCENARIOS: dict[str, tuple[str, dict[str, str]]] = {
     "get": ("get.lua", {}),
     "post": ("post.lua", {}),
     "patch": ("patch.lua", {}),
+    "list-50p": ("path.lua", {"BENCH_PATH": "/tasks?limit=20"}),  # seed_team's pool
+    "members": ("path.lua", {}),  # BENCH_PATH: crowd_members_path()
     "me": ("path.lua", {"BENCH_PATH": "/auth/me"}),
     "mixed": ("mixed.lua", {}),
     "reads": ("mixed.lua", {"BENCH_READ_PCT": "100"}),
@@ -90,6 +109,8 @@ LABELS = {
     "post": "POST /tasks",
     "patch": "PATCH /tasks/{id}",
     "me": "GET /auth/me",
+    "list-50p": "GET /tasks?limit=20, 50 projects",
+    "members": "GET /projects/{id}/members?limit=20",
     "mixed": "mixed 80/20, 50 users",
     "reads": "reads of the mix (list, get), 50 users",
     "writes": "writes of the mix (POST, PATCH), 50 users",
@@ -212,16 +233,20 @@ async def _mint(url: str, user_ids: list[int]) -> dict[int, tuple[str, list[int]
     return pools
 
 
-def write_pools(name: str, url: str, user_ids: list[int]) -> dict[int, Path]:
-    """One pool file per user (and `all` for every user): token and task ids for wrk."""
-    pools = asyncio.run(_mint(url, user_ids))
+def write_pools(
+    name: str, url: str, user_ids: list[int], extra_ids: tuple[int, ...] = ()
+) -> dict[int, Path]:
+    """One pool file per user (and `all` for every user of `user_ids`, not `extra_ids`):
+    token and task ids for wrk."""
+    pools = asyncio.run(_mint(url, [*user_ids, *extra_ids]))
     directory = WORK / "pools" / name
     directory.mkdir(parents=True, exist_ok=True)
     files: dict[int, Path] = {}
     lines = []
     for user_id, (token, ids) in pools.items():
         line = f"{token}\t{','.join(map(str, ids))}\n"
-        lines.append(line)
+        if user_id not in extra_ids:
+            lines.append(line)
         files[user_id] = directory / f"user{user_id}.tsv"
         files[user_id].write_text(line)
     files[0] = directory / "all.tsv"
@@ -601,12 +626,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # PostgreSQL, two workers (the targets' configuration), with Redis as on make stack.
     log(f"PostgreSQL: preparing {PG_DB} ({SMALL['tasks']} tasks, {SMALL['users']} users)")
     prepare_database(pg_url, SMALL, fresh_pg=PG_DB)
-    pools = write_pools("pg", pg_url, users)
+    pools = write_pools("pg", pg_url, users, (team_user(SMALL), lead_user(SMALL)))
     ceiling2 = ceiling_server(2).start()
     pg = app_server("pg-2w", pg_url, 2, redis=True).start()
-    quick = ("list", "get", "me") if args.quick else ()
-    for scenario in quick or ("list", "get", "me", "post", "patch"):
-        pool = pools[{"post": POST_USER, "patch": PATCH_USER}.get(scenario, LIST_USER)]
+    quick = ("list", "list-50p", "get", "me") if args.quick else ()
+    for scenario in quick or ("list", "list-50p", "get", "me", "post", "patch"):
+        pool = pools[scenario_user(scenario, SMALL)]
         rows += measure(cfg, "pg-2w", scenario, pg, pool, ceiling2)
     if not args.quick:
         rows += measure(cfg, "pg-2w", "mixed", pg, pools[0], None)
@@ -618,7 +643,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seconds = prepare_database(f"{POSTGRES}/{PG_1M_DB}", LARGE, fresh_pg=PG_1M_DB)
         report["checks"]["seed_1m_seconds"] = round(seconds, 1)
         log(f"seeded in {seconds:.0f} s")
-        big_pools = write_pools("pg1m", f"{POSTGRES}/{PG_1M_DB}", [1, 2])
+        big_pools = write_pools(
+            "pg1m", f"{POSTGRES}/{PG_1M_DB}", [1, 2], (team_user(LARGE), lead_user(LARGE))
+        )
         big = app_server("pg-2w-1m", f"{POSTGRES}/{PG_1M_DB}", 2, redis=True).start()
         token = big_pools[1].read_text().split("\t", 1)[0]
         cursor = deep_cursor(big, token, 5_000)
@@ -626,15 +653,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         small_cursor = deep_cursor(pg, small_token, 500)
         deep = {"BENCH_PATH": f"/tasks?limit=20&cursor={cursor}"}
         small_deep = {"BENCH_PATH": f"/tasks?limit=20&cursor={small_cursor}"}
-        cases = [
-            ("list-10-first", "list", big_pools[2], {}, "list", {}),
-            ("list-10k-first", "list", big_pools[1], {}, "list", {}),
-            ("list-10k-deep5000", "list", big_pools[1], deep, "list", small_deep),
-            ("get-10k", "get", big_pools[1], {}, "get", {}),
+        team, lead = team_user(LARGE), lead_user(LARGE)
+        small_team, small_lead = team_user(SMALL), lead_user(SMALL)
+        members = {"BENCH_PATH": crowd_members_path(LARGE)}
+        small_members = {"BENCH_PATH": crowd_members_path(SMALL)}
+        cases = [  # label, scenario, 1M pool, env, small-table pool, env
+            ("list-10-first", "list", big_pools[2], {}, pools[LIST_USER], {}),
+            ("list-10k-first", "list", big_pools[1], {}, pools[LIST_USER], {}),
+            ("list-10k-deep5000", "list", big_pools[1], deep, pools[LIST_USER], small_deep),
+            ("list-50p-first", "list", big_pools[team], {}, pools[small_team], {}),
+            ("get-10k", "get", big_pools[1], {}, pools[LIST_USER], {}),
+            ("members-1000", "members", big_pools[lead], members, pools[small_lead],
+             small_members),
         ]  # fmt: skip
-        for label, scenario, pool, env, _, small_env in cases:
+        for label, scenario, pool, env, small_pool, small_env in cases:
             report["scale"] += measure_scale(cfg, label, scenario, big, pool, env, pg,
-                                             pools[LIST_USER], small_env)  # fmt: skip
+                                             small_pool, small_env)  # fmt: skip
         big.stop()
     pg.stop()
 
@@ -667,6 +701,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     report["machine"]["load_after"] = os.getloadavg()
     return report
+
+
+def scenario_user(scenario: str, sizes: dict[str, int]) -> int:
+    """Whose pool a scenario of the main table uses."""
+    if scenario == "list-50p":
+        return team_user(sizes)
+    return {"post": POST_USER, "patch": PATCH_USER}.get(scenario, LIST_USER)
 
 
 def attach_ceiling(measured: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> None:
@@ -804,9 +845,11 @@ def markdown(report: dict[str, Any], json_path: Path) -> str:
     if report["scale"]:
         out += [
             "",
-            "Scale: 1,000,000 tasks over 10,000 users (seed_2: 10 tasks, seed_1: 10,000), "
-            "each run paired with the same request on the small table (1,000-task user; the "
-            "deep page there is at 500 rows). slowdown = small req/s ÷ 1M req/s (target ≤ 1.2).",
+            "Scale: 1,000,000 tasks over 10,000 users' inboxes (seed_2: 10 tasks, seed_1: "
+            "10,000) and 9,800 over seed_team's 49 team projects, each run paired with the "
+            "same request on the small table (1,000-task user; the deep page there is at 500 "
+            "rows; seed_team's 50 projects; a project of 43 members against 1,000). "
+            "slowdown = small req/s ÷ 1M req/s (target ≤ 1.2).",
             "",
             "| case | conns | 1M req/s | p50 ms | p99 ms | errors | small req/s | slowdown |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

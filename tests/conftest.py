@@ -167,6 +167,16 @@ async def scratch_database_url(
         yield url
 
 
+@pytest.fixture(scope="module")
+async def module_database_url(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases
+) -> AsyncIterator[str]:
+    """An empty database for one test module: its tests share one real server (starting one
+    costs seconds), each with accounts and data of its own."""
+    async with empty_database(tmp_path_factory, postgres) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 async def database_url(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases

@@ -168,9 +168,7 @@ class Processes:
         started beside the server once ran beat's first job on a database still being
         migrated ("no such table: notification")."""
         if self._migration is None:
-            self._migration = asyncio.create_task(
-                migrate(self.database_url, self.workdir, env=self.env)
-            )
+            self._migration = asyncio.create_task(migrate(self.database_url))
         await asyncio.shield(self._migration)
 
     async def server(self, *, workers: int = 2) -> ServerProcess:

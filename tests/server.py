@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -24,11 +25,12 @@ from typing import IO, TypeVar
 
 import httpx
 
+from app.core.migrations import upgrade
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 SECRET_KEY = "end-to-end-test-secret-key-0123456789-abcdefghij"
 STARTUP_TIMEOUT_SECONDS = 20.0
-MIGRATE_TIMEOUT_SECONDS = 60.0
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 RACE_TIMEOUT_SECONDS = 30.0
@@ -205,23 +207,21 @@ def _fail(message: str, server: ServerProcess | None, extra: str = "") -> None:
     raise AssertionError(f"{message}\n--- server output ---\n{extra}{output}")
 
 
-async def migrate(
-    database_url: str, workdir: Path, *, env: Mapping[str, str] | None = None
-) -> None:
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [*task_manager_command(), "migrate"],
-        cwd=workdir,
-        env=server_environment(database_url, env),
-        capture_output=True,
-        timeout=MIGRATE_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise AssertionError(
-            f"task-manager migrate exited with {result.returncode}:\n"
-            f"{result.stdout.decode(errors='replace')}{result.stderr.decode(errors='replace')}"
-        )
+async def migrate(database_url: str) -> None:
+    """Migrate to head in this process (Alembic's env.py runs its own event loop: a thread).
+
+    The same `upgrade()` as `task-manager migrate` (tests/unit/test_cli.py runs the command
+    itself); a subprocess here would spend seconds importing the app for every server."""
+    await asyncio.to_thread(_upgrade_one_at_a_time, database_url)
+
+
+# Alembic keeps its migration context in module globals: one upgrade at a time per process.
+_ALEMBIC = threading.Lock()
+
+
+def _upgrade_one_at_a_time(database_url: str) -> None:
+    with _ALEMBIC:
+        upgrade(database_url, configure_logging=False)
 
 
 async def start_server(
@@ -235,7 +235,7 @@ async def start_server(
 
     `env` adds to (or overrides) the server's environment, see `server_environment()`.
     """
-    await migrate(database_url, workdir, env=env)
+    await migrate(database_url)
     port = free_port()
     log_path = workdir / "server.log"
     log_file = log_path.open("wb")

@@ -23,11 +23,16 @@ TOO_LARGE = {"detail": "Request header fields too large"}
 QUICK_SECONDS = 5.0
 
 
-@pytest.fixture(params=[1, 2], ids=["serve", "gunicorn"])
+@pytest.fixture(scope="module", params=[1, 2], ids=["serve", "gunicorn"])
 async def server(
-    request: pytest.FixtureRequest, scratch_database_url: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_database_url: str,
 ) -> AsyncIterator[ServerProcess]:
-    started = await start_server(scratch_database_url, tmp_path, workers=request.param)
+    """One server per way of serving for the module: these tests only send requests (the
+    refused ones included), and the server must keep serving after each of them."""
+    workdir = tmp_path_factory.mktemp("server")
+    started = await start_server(module_database_url, workdir, workers=request.param)
     try:
         yield started
     finally:

@@ -2,10 +2,10 @@
 sharing one database and one Redis. A user read (and cached) by every worker is refused by
 every worker as soon as an administrator's change commits on any one of them."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,17 +20,24 @@ PASSWORD = "correct horse battery"
 Pinned = list[tuple[ServerProcess, httpx.AsyncClient]]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def instances(
-    scratch_database_url: str, redis_url: str, tmp_path: Path
+    module_database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[list[ServerProcess]]:
+    """Two instances for the module (every test has its own users), started side by side."""
     env = {"REDIS_URL": redis_url, "AUTH_CACHE_TTL_SECONDS": "300"}
-    servers: list[ServerProcess] = []
+    started = await asyncio.gather(
+        *(
+            start_server(module_database_url, tmp_path_factory.mktemp(name), workers=2, env=env)
+            for name in ("a", "b")
+        ),
+        return_exceptions=True,
+    )
+    servers = [server for server in started if isinstance(server, ServerProcess)]
     try:
-        for name in ("a", "b"):
-            workdir = tmp_path / name
-            workdir.mkdir()
-            servers.append(await start_server(scratch_database_url, workdir, workers=2, env=env))
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
         yield servers
     finally:
         for server in servers:
@@ -65,7 +72,7 @@ async def account(client: httpx.AsyncClient) -> tuple[int, dict[str, str]]:
 
 
 async def test_deactivation_is_refused_at_once_on_every_instance(
-    instances: list[ServerProcess], scratch_database_url: str
+    instances: list[ServerProcess], module_database_url: str
 ) -> None:
     async with AsyncExitStack() as stack:
         pinned = await every_worker(instances, stack)
@@ -73,7 +80,7 @@ async def test_deactivation_is_refused_at_once_on_every_instance(
         first = pinned[0][1]
         user_id, user_headers = await account(first)
         admin_id, admin_headers = await account(first)
-        await make_admin(scratch_database_url, admin_id)
+        await make_admin(module_database_url, admin_id)
 
         for server, client in pinned:  # every worker reads (and caches) the user
             response = await client.get("/auth/me", headers=user_headers)
@@ -93,15 +100,15 @@ async def test_deactivation_is_refused_at_once_on_every_instance(
 
 
 async def test_demotion_is_seen_at_once_on_every_instance(
-    instances: list[ServerProcess], scratch_database_url: str
+    instances: list[ServerProcess], module_database_url: str
 ) -> None:
     async with AsyncExitStack() as stack:
         pinned = await every_worker(instances, stack)
         first = pinned[0][1]
         boss_id, boss_headers = await account(first)
         other_id, other_headers = await account(first)
-        await make_admin(scratch_database_url, boss_id)
-        await make_admin(scratch_database_url, other_id)
+        await make_admin(module_database_url, boss_id)
+        await make_admin(module_database_url, other_id)
 
         for _server, client in pinned:
             listed = await client.get("/admin/users", headers=other_headers)

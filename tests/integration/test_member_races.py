@@ -10,7 +10,6 @@ Whatever the order, a project keeps exactly one owner:
 """
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,9 +23,12 @@ from tests.teams import Person, add_member, create_project, person
 ROUNDS = 6
 
 
-@pytest.fixture
-async def server(scratch_database_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    async with serving(scratch_database_url, tmp_path) as server:
+@pytest.fixture(scope="module")
+async def server(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServerProcess]:
+    """One server for the module; every race has a project and users of its own."""
+    async with serving(module_database_url, tmp_path_factory.mktemp("server")) as server:
         yield server
 
 
@@ -51,7 +53,7 @@ async def owners_of(database_url: str, project_id: int) -> list[int]:
 
 
 async def test_two_handovers_at_once_leave_one_owner(
-    two_workers: list[httpx.AsyncClient], scratch_database_url: str
+    two_workers: list[httpx.AsyncClient], module_database_url: str
 ) -> None:
     first = two_workers[0]
     for number in range(ROUNDS):
@@ -76,11 +78,11 @@ async def test_two_handovers_at_once_leave_one_owner(
         # when it found the owner's row changed under its lock.
         assert statuses[1] in {403, 409}, [r.text for r in responses]
         winner = heirs[[r.status_code for r in responses].index(200)]
-        assert await owners_of(scratch_database_url, project["id"]) == [winner.id]
+        assert await owners_of(module_database_url, project["id"]) == [winner.id]
 
 
 async def test_a_handover_racing_the_heirs_removal_leaves_one_owner(
-    two_workers: list[httpx.AsyncClient], scratch_database_url: str
+    two_workers: list[httpx.AsyncClient], module_database_url: str
 ) -> None:
     first, second = two_workers
     outcomes = set()
@@ -98,7 +100,7 @@ async def test_a_handover_racing_the_heirs_removal_leaves_one_owner(
             ]
         )
 
-        owners = await owners_of(scratch_database_url, project["id"])
+        owners = await owners_of(module_database_url, project["id"])
         if handover.status_code == 200:
             assert removal.status_code == 400, removal.text
             assert owners == [heir.id]

@@ -7,7 +7,6 @@ loopback is both a client on the internet and one on the operators' network.
 """
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -26,12 +25,16 @@ SPELLINGS = (*ROUTED, *NEVER_ROUTED, "/metrics?name=x", "/x/../metrics", "/healt
 SERVED = ("/metrics", "/metrics/", "/metrics%2F", "/health/detailed", "/health/detailed/")
 
 
-@pytest.fixture
-async def nginx_port(scratch_database_url: str, tmp_path: Path) -> AsyncIterator[int]:
-    server = await start_server(scratch_database_url, tmp_path, workers=2)
+@pytest.fixture(scope="module")
+async def nginx_port(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> AsyncIterator[int]:
+    """One server and one nginx for the module: its tests only send requests."""
+    workdir = tmp_path_factory.mktemp("nginx-proxy")
+    server = await start_server(module_database_url, workdir, workers=2)
     try:
         with running_nginx(
-            tmp_path / "nginx",
+            workdir / "nginx",
             upstream=f"{HOST}:{server.port}",
             http_extra=CLIENT_ADDRESS_FROM_HEADER,
         ) as port:

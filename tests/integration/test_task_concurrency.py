@@ -13,7 +13,6 @@ afterwards that each race spanned both processes.
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -44,9 +43,13 @@ PAGE_LIMIT = 7  # small, so listing a user's tasks takes several pages
 PRIORITIES = ("low", "medium", "high", "urgent")
 
 
-@pytest.fixture
-async def server(scratch_database_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    server = await start_server(scratch_database_url, tmp_path, workers=2)
+@pytest.fixture(scope="module")
+async def server(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServerProcess]:
+    """One server for the module; every race has users and tasks of its own."""
+    workdir = tmp_path_factory.mktemp("server")
+    server = await start_server(module_database_url, workdir, workers=2)
     try:
         yield server
     finally:
