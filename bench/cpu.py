@@ -1,6 +1,7 @@
 """CPU time per request, ours and the ceiling's: the figure a shared, noisy machine cannot blur.
 
     python bench/cpu.py [list list-50p get me post patch] [--seconds 5] [--connections 32]
+                        [--scale]
 
 Run after `make bench` or `make bench-quick` (it reuses the `task_manager_bench` database
 and the token pools in .bench/pools/pg). Starts the no-database ceiling and our PostgreSQL
@@ -51,14 +52,19 @@ def postgres_backends(database: str) -> list[int]:
 
 
 def measure(
-    cfg: run.Settings, server: run.Server, scenario: str, pool: Path, database: str | None
+    cfg: run.Settings,
+    server: run.Server,
+    scenario: str,
+    pool: Path,
+    database: str | None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     conns = cfg.connections[0]
-    run.wrk(cfg, server, scenario, conns, pool, cfg.warmup)  # warm-up: pools, caches
+    run.wrk(cfg, server, scenario, conns, pool, cfg.warmup, env)  # warm-up: pools, caches
     pids = server_pids(server)
     backends = postgres_backends(database) if database else []
     before = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, backends))
-    result = run.wrk(cfg, server, scenario, conns, pool, cfg.duration)
+    result = run.wrk(cfg, server, scenario, conns, pool, cfg.duration, env)
     after = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, backends))
     requests = max(1, result["requests"])
     return {
@@ -70,11 +76,47 @@ def measure(
     }
 
 
+def scale_rows(cfg: run.Settings, small: run.Server) -> list[dict[str, Any]]:
+    """Each scale case in CPU per request (server + PostgreSQL), on the 1,000,000-task database
+    and on the small one: the slowdown a busy machine's req/s cannot show."""
+    small_pools, big_pools = run.WORK / "pools" / "pg", run.WORK / "pools" / "pg1m"
+    if not (big_pools / "user1.tsv").exists():
+        raise SystemExit("run `make bench` first (it seeds task_manager_bench_1m)")
+    big = run.app_server("cpu-pg-2w-1m", f"{run.POSTGRES}/{run.PG_1M_DB}", 2, redis=True).start()
+    team, lead = run.team_user(run.LARGE), run.lead_user(run.LARGE)
+    small_team, small_lead = run.team_user(run.SMALL), run.lead_user(run.SMALL)
+    members = {"BENCH_PATH": run.crowd_members_path(run.LARGE)}
+    small_members = {"BENCH_PATH": run.crowd_members_path(run.SMALL)}
+    cases = [  # label, scenario, 1M user, env, small-table user, env
+        ("list, 1 project of 10 tasks", "list", 2, {}, run.LIST_USER, {}),
+        ("list, 1 project of 10,000 tasks", "list", 1, {}, run.LIST_USER, {}),
+        ("list, 50 projects", "list", team, {}, small_team, {}),
+        ("get, 10,000-task user", "get", 1, {}, run.LIST_USER, {}),
+        ("members, 1,000 of them", "members", lead, members, small_lead, small_members),
+    ]
+    rows = []
+    for label, scenario, user, env, small_user, small_env in cases:
+        row = {
+            "scenario": label,
+            "big": measure(cfg, big, scenario, big_pools / f"user{user}.tsv", run.PG_1M_DB, env),
+            "small": measure(cfg, small, scenario, small_pools / f"user{small_user}.tsv",
+                             run.PG_DB, small_env),
+        }  # fmt: skip
+        total = {k: row[k]["server_cpu_ms"] + row[k]["postgres_cpu_ms"] for k in ("big", "small")}
+        row["cpu_ratio_big_over_small"] = round(total["big"] / total["small"], 2)
+        rows.append(row)
+        run.log(f"{label:32} 1M {total['big']:.3f} ms, small {total['small']:.3f} ms "
+                f"= {row['cpu_ratio_big_over_small']}x")  # fmt: skip
+    big.stop()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenarios", nargs="*", default=["list", "get", "me", "post", "patch"])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--scale", action="store_true", help="the 1M cases against the small")
     args = parser.parse_args()
     pools = run.WORK / "pools" / "pg"
     if not (pools / f"user{run.LIST_USER}.tsv").exists():
@@ -84,9 +126,12 @@ def main() -> None:
     ceiling = run.ceiling_server(2)
     ours = run.app_server("cpu-pg-2w", f"{run.POSTGRES}/{run.PG_DB}", 2, redis=True)
     rows = []
+    scale: list[dict[str, Any]] = []
     try:
         ceiling.start()
         ours.start()
+        if args.scale:
+            scale = scale_rows(cfg, ours)
         for scenario in args.scenarios:
             pool = pools / f"user{run.scenario_user(scenario, run.SMALL)}.tsv"
             row = {
@@ -111,6 +156,7 @@ def main() -> None:
         "connections": args.connections,
         "seconds": args.seconds,
         "rows": rows,
+        "scale": scale,
     }
     run.RESULTS.mkdir(exist_ok=True)
     path = run.RESULTS / f"{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%SZ')}-cpu.json"
@@ -123,6 +169,15 @@ def main() -> None:
         o, c, share = row["ours"], row["ceiling"], row["ceiling_cpu_over_ours_pct"]
         print(f"| {row['scenario']} | {o['server_cpu_ms']:.2f} | {o['postgres_cpu_ms']:.2f} | "
               f"{c['server_cpu_ms']:.2f} | {share}% | {o['rps']} |")  # fmt: skip
+
+    if scale:
+        print("\n| case | 1M: server + PostgreSQL CPU ms/request | small table | 1M ÷ small |")
+        print("| --- | ---: | ---: | ---: |")
+        for row in scale:
+            big, small, ratio = row["big"], row["small"], row["cpu_ratio_big_over_small"]
+            print(f"| {row['scenario']} | {big['server_cpu_ms']:.2f} + "
+                  f"{big['postgres_cpu_ms']:.2f} | {small['server_cpu_ms']:.2f} + "
+                  f"{small['postgres_cpu_ms']:.2f} | {ratio}x |")  # fmt: skip
 
 
 if __name__ == "__main__":
