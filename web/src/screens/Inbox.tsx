@@ -1,7 +1,9 @@
 import { useState } from 'preact/hooks';
 import { type Notification, api, unwrap } from '../api/client';
 import { ErrorMessage, LoadMore, ScreenTitle, formatDate } from '../ui/components';
-import { countUnread, unread } from '../ui/state';
+import { personLabel, projectLabel } from '../api/teams';
+import { countUnread, currentUser, unread } from '../ui/state';
+import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
 import { usePager } from '../ui/usePager';
 
 export function Inbox() {
@@ -17,6 +19,15 @@ export function Inbox() {
     String(unreadOnly),
   );
   const [error, setError] = useState<unknown>(null);
+  const me = currentUser.use();
+  const projects = useProjects();
+  // Who did it: a member of the notification's project (a project since left: by id).
+  const shared = list.items.flatMap((n) => {
+    const project = projectById(projects, n.project_id);
+    return project && !project.is_inbox ? [project.id] : [];
+  });
+  const members = useMembers(shared);
+  const names = namesOf(members.values());
 
   const markRead = async (notification: Notification) => {
     setError(null);
@@ -47,7 +58,7 @@ export function Inbox() {
 
   return (
     <section>
-      <ScreenTitle>Inbox</ScreenTitle>
+      <ScreenTitle>Notifications</ScreenTitle>
       <div class="row toolbar">
         <p class="muted" aria-live="polite">
           {count === null ? '' : `${count.count}${count.more ? '+' : ''} unread`}
@@ -77,7 +88,18 @@ export function Inbox() {
                   notification.message
                 )}
               </p>
-              <p class="muted">{formatDate(notification.created_at)}</p>
+              <p class="muted">
+                {formatDate(notification.created_at)}
+                {notification.project_id !== null && (
+                  <>
+                    {' · in '}
+                    <a href={`/project/${notification.project_id}`}>
+                      {projectLabel(projectById(projects, notification.project_id))}
+                    </a>
+                  </>
+                )}
+                {notification.actor_id !== null && <> · by {personLabel(notification.actor_id, names, me?.id ?? null)}</>}
+              </p>
             </div>
             {!notification.read_at && (
               <button

@@ -1,5 +1,17 @@
 import { useEffect, useState } from 'preact/hooks';
+import { useLocation } from 'preact-iso';
 import { type Priority, type Schemas, type Task, api, ifMatch, unwrap } from '../api/client';
+import {
+  type AssigneeFilter,
+  type Member,
+  type Project,
+  assigneeFromValue,
+  assigneeQuery,
+  can,
+  personLabel,
+  projectFromQuery,
+  projectLabel,
+} from '../api/teams';
 import {
   ErrorMessage,
   LoadMore,
@@ -9,7 +21,8 @@ import {
   parseTags,
 } from '../ui/components';
 import { write, writesSettled } from '../api/writes';
-import { countUnread } from '../ui/state';
+import { countUnread, currentUser } from '../ui/state';
+import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
 import { usePager } from '../ui/usePager';
 
 export const PRIORITIES: Priority[] = ['low', 'medium', 'high', 'urgent'];
@@ -31,6 +44,8 @@ interface Filters {
   tag: string;
   overdue: boolean;
   sort: Schemas['TaskSort'];
+  project: number | null;
+  assignee: AssigneeFilter;
 }
 
 const NO_FILTERS: Filters = {
@@ -40,6 +55,8 @@ const NO_FILTERS: Filters = {
   tag: '',
   overdue: false,
   sort: '-created_at',
+  project: null,
+  assignee: 'anyone',
 };
 
 function useDebounced<T>(value: T, ms: number): T {
@@ -52,9 +69,17 @@ function useDebounced<T>(value: T, ms: number): T {
 }
 
 export function Tasks() {
-  const [filters, setFilters] = useState<Filters>(NO_FILTERS);
+  const location = useLocation();
+  const linkedProject = projectFromQuery(location.query.project);
+  const [filters, setFilters] = useState<Filters>({ ...NO_FILTERS, project: linkedProject });
+  // A link to another project's tasks (/?project=3) while this screen is open.
+  useEffect(() => set('project', linkedProject), [linkedProject]);
+  const me = currentUser.use();
+  const projects = useProjects();
   const q = useDebounced(filters.q.trim(), 300);
   const query = {
+    ...(filters.project !== null ? { project_id: [filters.project] } : {}),
+    ...assigneeQuery(filters.assignee, me?.id ?? null),
     limit: PAGE_SIZE,
     sort: filters.sort,
     ...(q ? { q } : {}),
@@ -65,6 +90,9 @@ export function Tasks() {
   };
   const key = JSON.stringify(query);
   const filtered = Object.keys(query).some((name) => name !== 'limit' && name !== 'sort');
+  // Names of assignees: the members of every project (short lists, cached).
+  const members = useMembers(projects.filter((p) => !p.is_inbox).map((p) => p.id));
+  const names = namesOf(members.values());
   const list = usePager<Task>(async (cursor) => {
     await writesSettled();
     return unwrap(api.GET('/tasks', { params: { query: { ...query, ...(cursor ? { cursor } : {}) } } }));
@@ -106,8 +134,11 @@ export function Tasks() {
     <section>
       <ScreenTitle>Tasks</ScreenTitle>
       <NewTask
+        projects={projects}
+        members={members}
+        defaultProject={filters.project}
         onCreated={(task) => {
-          list.pager?.prepend(task);
+          if (filters.project === null || filters.project === task.project_id) list.pager?.prepend(task);
           void countUnread();
         }}
       />
@@ -132,6 +163,48 @@ export function Tasks() {
             <option value="all">All</option>
             <option value="open">Open</option>
             <option value="done">Completed</option>
+          </select>
+        </label>
+        <label>
+          Project
+          <select
+            name="project"
+            value={filters.project === null ? 'all' : String(filters.project)}
+            onChange={(e) => {
+              const value = e.currentTarget.value;
+              setFilters((current) => ({
+                ...current,
+                project: value === 'all' ? null : Number(value),
+                // A member of the old project may not be one of the new.
+                assignee: typeof current.assignee === 'number' ? 'anyone' : current.assignee,
+              }));
+            }}
+          >
+            <option value="all">All projects</option>
+            {projects.map((project) => (
+              <option value={String(project.id)} key={project.id}>
+                {projectLabel(project)}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Assignee
+          <select
+            name="assignee"
+            value={String(filters.assignee)}
+            onChange={(e) => set('assignee', assigneeFromValue(e.currentTarget.value))}
+          >
+            <option value="anyone">Anyone</option>
+            <option value="me">My tasks</option>
+            <option value="unassigned">Unassigned</option>
+            {(filters.project !== null ? (members.get(filters.project) ?? []) : [])
+              .filter((member) => member.user_id !== me?.id)
+              .map((member) => (
+                <option value={String(member.user_id)} key={member.user_id}>
+                  {member.username}
+                </option>
+              ))}
           </select>
         </label>
         <label>
@@ -198,7 +271,13 @@ export function Tasks() {
       )}
       <ul class="task-list" aria-label="Tasks" aria-busy={list.loading}>
         {list.items.map((task) => (
-          <TaskRow task={task} key={task.id} onToggle={() => void toggleDone(task)} />
+          <TaskRow
+            task={task}
+            key={task.id}
+            project={projectById(projects, task.project_id)}
+            assignee={task.assignee_id === null ? null : personLabel(task.assignee_id, names, me?.id ?? null)}
+            onToggle={() => void toggleDone(task)}
+          />
         ))}
       </ul>
       <LoadMore loading={list.loading && list.items.length > 0} done={list.done || !!list.error} onMore={list.loadMore} label="Load more tasks" />
@@ -216,14 +295,17 @@ function SkeletonRows() {
   );
 }
 
-function TaskRow(props: { task: Task; onToggle: () => void }) {
-  const { task } = props;
+function TaskRow(props: { task: Task; project?: Project; assignee: string | null; onToggle: () => void }) {
+  const { task, project } = props;
+  // Until the projects are in, a checkbox stays usable (the server still decides).
+  const mayEdit = !project || can.editTasks(project.role);
   const overdue = !task.completed && task.due_at !== null && new Date(task.due_at) < new Date();
   return (
     <li class={`task-row${task.completed ? ' done' : ''}`}>
       <input
         type="checkbox"
         checked={task.completed}
+        disabled={!mayEdit}
         onChange={props.onToggle}
         aria-label={`Completed: ${task.title}`}
       />
@@ -233,6 +315,13 @@ function TaskRow(props: { task: Task; onToggle: () => void }) {
         </a>
         <div class="task-meta">
           <span class={`badge priority-${task.priority}`}>{task.priority}</span>
+          {project && (
+            <span class="project-badge">
+              <span class="visually-hidden">Project: </span>
+              {projectLabel(project)}
+            </span>
+          )}
+          {props.assignee && <span>→ {props.assignee}</span>}
           {task.due_at && (
             <span class={overdue ? 'overdue' : ''}>
               {overdue ? 'Overdue: ' : 'Due '}
@@ -250,7 +339,19 @@ function TaskRow(props: { task: Task; onToggle: () => void }) {
   );
 }
 
-function NewTask(props: { onCreated: (task: Task) => void }) {
+function NewTask(props: {
+  projects: Project[];
+  members: Map<number, Member[]>;
+  defaultProject: number | null;
+  onCreated: (task: Task) => void;
+}) {
+  const writable = props.projects.filter((project) => can.editTasks(project.role));
+  const inbox = writable.find((project) => project.is_inbox);
+  const preferred = writable.find((project) => project.id === props.defaultProject) ?? inbox;
+  const [projectId, setProjectId] = useState<number | null>(null);
+  const target = projectId ?? preferred?.id ?? null;
+  const [assignee, setAssignee] = useState<number | null>(null);
+  const candidates = target === null ? [] : (props.members.get(target) ?? []);
   const [title, setTitle] = useState('');
   const [priority, setPriority] = useState<Priority>('medium');
   const [due, setDue] = useState('');
@@ -262,13 +363,22 @@ function NewTask(props: { onCreated: (task: Task) => void }) {
     setBusy(true);
     setError(null);
     try {
-      const body = { title, priority, description: '', due_at: fromLocalInput(due), tags: parseTags(tags) };
+      const body = {
+        title,
+        priority,
+        description: '',
+        due_at: fromLocalInput(due),
+        tags: parseTags(tags),
+        ...(target !== null ? { project_id: target } : {}),
+        ...(assignee !== null ? { assignee_id: assignee } : {}),
+      };
       const task = await write(unwrap(api.POST('/tasks', { body })));
       props.onCreated(task);
       setTitle('');
       setDue('');
       setTags('');
       setPriority('medium');
+      setAssignee(null);
     } catch (caught) {
       setError(caught);
     } finally {
@@ -321,6 +431,42 @@ function NewTask(props: { onCreated: (task: Task) => void }) {
             onInput={(e) => setTags(e.currentTarget.value)}
           />
         </label>
+        {writable.length > 1 && (
+          <label>
+            Project
+            <select
+              name="project"
+              value={target === null ? '' : String(target)}
+              onChange={(e) => {
+                setProjectId(Number(e.currentTarget.value));
+                setAssignee(null);
+              }}
+            >
+              {writable.map((project) => (
+                <option value={String(project.id)} key={project.id}>
+                  {projectLabel(project)}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
+        {candidates.length > 1 && (
+          <label>
+            Assignee
+            <select
+              name="assignee"
+              value={assignee === null ? '' : String(assignee)}
+              onChange={(e) => setAssignee(e.currentTarget.value ? Number(e.currentTarget.value) : null)}
+            >
+              <option value="">Nobody</option>
+              {candidates.map((member) => (
+                <option value={String(member.user_id)} key={member.user_id}>
+                  {member.username}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
       </div>
       <ErrorMessage error={error} />
       <button type="submit" disabled={busy}>

@@ -1,16 +1,17 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef } from 'preact/hooks';
-import { describeError } from '../api/errors';
+import { type ErrorMessages, describeError } from '../api/errors';
 
 /** An error message read out by screen readers, with an optional action (Retry, Reload). */
 export function ErrorMessage(props: {
   error: unknown;
   action?: { label: string; run: () => void };
+  messages?: ErrorMessages;
 }) {
   if (!props.error) return null;
   return (
     <div class="alert alert-error" role="alert">
-      <span>{describeError(props.error)}</span>
+      <span>{describeError(props.error, props.messages)}</span>
       {props.action && (
         <button type="button" class="button-secondary" onClick={props.action.run}>
           {props.action.label}

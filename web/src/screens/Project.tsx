@@ -1,0 +1,320 @@
+import { useEffect, useState } from 'preact/hooks';
+import { useLocation } from 'preact-iso';
+import { api, unwrap } from '../api/client';
+import { ApiError } from '../api/errors';
+import {
+  GIVEN_ROLES,
+  type Member,
+  type Project as ProjectType,
+  type Role,
+  assignableRoles,
+  can,
+  canRemove,
+  projectLabel,
+} from '../api/teams';
+import { ErrorMessage, Notice, ScreenTitle, formatDate } from '../ui/components';
+import { currentUser } from '../ui/state';
+import { loadMembers, loadProjects } from '../ui/teams';
+import { useAction } from '../ui/useAction';
+
+const PROJECT_CHANGED = 'This project was changed by someone else since you opened it. Reload to see the latest version.';
+
+export function Project(props: { id?: string }) {
+  const projectId = Number(props.id);
+  const [project, setProject] = useState<ProjectType | null>(null);
+  const [generation, setGeneration] = useState(0);
+  const load = useAction();
+  const reload = () => setGeneration((n) => n + 1);
+
+  useEffect(() => {
+    let cancelled = false;
+    void load.run(async () => {
+      const loaded = await unwrap(api.GET('/projects/{project_id}', { params: { path: { project_id: projectId } } }));
+      if (!cancelled) setProject(loaded);
+    });
+    return () => {
+      cancelled = true;
+    };
+  }, [projectId, generation]);
+
+  return (
+    <section>
+      <p>
+        <a href="/project">← All projects</a>
+      </p>
+      <ScreenTitle>{project ? projectLabel(project) : 'Project'}</ScreenTitle>
+      <ErrorMessage error={load.error} action={{ label: 'Retry', run: reload }} />
+      {!project && !load.error && <p class="muted">Loading…</p>}
+      {project && (
+        <>
+          <p class="muted">
+            Your role: <strong>{project.role}</strong> · {project.member_count}{' '}
+            {project.member_count === 1 ? 'member' : 'members'} · <a href={`/?project=${project.id}`}>Open its tasks</a>
+          </p>
+          {project.is_inbox && (
+            <Notice>Your inbox is private: it cannot be shared, renamed or deleted.</Notice>
+          )}
+          {!project.is_inbox && project.description && !can.manage(project) && <p>{project.description}</p>}
+          {can.manage(project) && (
+            <ProjectSettings key={project.version} project={project} onSaved={setProject} onReload={reload} />
+          )}
+          {!project.is_inbox && <Members project={project} onChanged={reload} />}
+        </>
+      )}
+    </section>
+  );
+}
+
+function ProjectSettings(props: {
+  project: ProjectType;
+  onSaved: (project: ProjectType) => void;
+  onReload: () => void;
+}) {
+  const { project } = props;
+  const { route } = useLocation();
+  const [name, setName] = useState(project.name);
+  const [description, setDescription] = useState(project.description);
+  const action = useAction();
+  const conflict = action.error instanceof ApiError && action.error.status === 412;
+  const ifMatch = `"${project.version}"`;
+
+  const save = (event: Event) => {
+    event.preventDefault();
+    void action.run(async () => {
+      const body = {
+        ...(name !== project.name ? { name } : {}),
+        ...(description !== project.description ? { description } : {}),
+      };
+      const updated = await unwrap(
+        api.PATCH('/projects/{project_id}', {
+          params: { path: { project_id: project.id }, header: { 'if-match': ifMatch } },
+          body,
+        }),
+      );
+      props.onSaved(updated);
+      void loadProjects(true).catch(() => {});
+    });
+  };
+
+  const remove = () => {
+    if (!confirm(`Delete the project “${project.name}”? Its tasks, comments and webhooks go with it.`)) return;
+    void action.run(async () => {
+      await unwrap(
+        api.DELETE('/projects/{project_id}', {
+          params: { path: { project_id: project.id }, header: { 'if-match': ifMatch } },
+        }),
+      );
+      await loadProjects(true).catch(() => {});
+      route('/project');
+    });
+  };
+
+  return (
+    <form class="card stack" onSubmit={save} aria-label="Project settings">
+      <label>
+        Name
+        <input name="name" required maxLength={100} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <label>
+        Description
+        <textarea
+          name="description"
+          rows={3}
+          maxLength={2000}
+          value={description}
+          onInput={(e) => setDescription(e.currentTarget.value)}
+        />
+      </label>
+      <ErrorMessage
+        error={action.error}
+        messages={{ 412: PROJECT_CHANGED, 409: 'You already have a project with this name.' }}
+        action={conflict ? { label: 'Reload', run: props.onReload } : undefined}
+      />
+      <div class="row">
+        <button type="submit" disabled={action.busy}>
+          {action.busy ? 'Saving…' : 'Save project'}
+        </button>
+        {can.deleteProject(project) && (
+          <button type="button" class="button-danger" disabled={action.busy} onClick={remove}>
+            Delete project
+          </button>
+        )}
+      </div>
+    </form>
+  );
+}
+
+function Members(props: { project: ProjectType; onChanged: () => void }) {
+  const { project } = props;
+  const me = currentUser.use();
+  const { route } = useLocation();
+  const [members, setMembers] = useState<Member[] | null>(null);
+  const [generation, setGeneration] = useState(0);
+  const load = useAction();
+  const change = useAction();
+  const [done, setDone] = useState('');
+
+  useEffect(() => {
+    void load.run(async () => setMembers(await loadMembers(project.id, true)));
+  }, [project.id, generation]);
+
+  const changed = (message: string) => {
+    setDone(message);
+    setGeneration((n) => n + 1);
+    void loadProjects(true).catch(() => {});
+  };
+
+  const setRole = (member: Member, role: Role) => {
+    setDone('');
+    if (role === 'owner' && !confirm(`Hand ownership of “${project.name}” to ${member.username}? You become an admin.`)) {
+      setGeneration((n) => n + 1); // puts the select back
+      return;
+    }
+    void change.run(async () => {
+      await unwrap(
+        api.PATCH('/projects/{project_id}/members/{user_id}', {
+          params: { path: { project_id: project.id, user_id: member.user_id } },
+          body: { role },
+        }),
+      );
+      if (role === 'owner') props.onChanged(); // my own role changed too
+      changed(`${member.username} is now ${role}.`);
+    });
+  };
+
+  const remove = (member: Member) => {
+    const leaving = member.user_id === me?.id;
+    const question = leaving
+      ? `Leave “${project.name}”? You will no longer see it or its tasks.`
+      : `Remove ${member.username} from “${project.name}”?`;
+    if (!confirm(question)) return;
+    setDone('');
+    void change.run(async () => {
+      await unwrap(
+        api.DELETE('/projects/{project_id}/members/{user_id}', {
+          params: { path: { project_id: project.id, user_id: member.user_id } },
+        }),
+      );
+      if (leaving) {
+        await loadProjects(true).catch(() => {});
+        route('/project');
+      } else {
+        changed(`${member.username} was removed.`);
+      }
+    });
+  };
+
+  return (
+    <section aria-labelledby="members-title">
+      <h2 id="members-title">Members</h2>
+      <ErrorMessage error={load.error} action={{ label: 'Retry', run: () => setGeneration((n) => n + 1) }} />
+      <ErrorMessage error={change.error} messages={{ 404: 'This person is no longer a member. Reload the page.' }} />
+      {done && <Notice>{done}</Notice>}
+      {members === null && !load.error && <p class="muted">Loading…</p>}
+      <ul class="member-list" aria-label="Members">
+        {(members ?? []).map((member) => {
+          const roles = me ? assignableRoles(project.role, member.role) : [];
+          const isMe = member.user_id === me?.id;
+          return (
+            <li class="member" key={member.user_id}>
+              <div class="task-main">
+                <span class="task-title">
+                  {member.username}
+                  {isMe && ' (you)'}
+                </span>
+                <p class="muted">Added {formatDate(member.added_at)}</p>
+              </div>
+              <div class="row member-actions">
+                {roles.length > 0 && !isMe ? (
+                  <label class="inline">
+                    <span class="visually-hidden">Role of {member.username}</span>
+                    <select
+                      value={member.role}
+                      disabled={change.busy}
+                      onChange={(e) => setRole(member, e.currentTarget.value as Role)}
+                    >
+                      {roles.map((role) => (
+                        <option value={role} key={role}>
+                          {role}
+                        </option>
+                      ))}
+                    </select>
+                  </label>
+                ) : (
+                  <span class="badge">{member.role}</span>
+                )}
+                {me && canRemove(project.role, member, me.id) && (
+                  <button
+                    type="button"
+                    class="button-danger"
+                    disabled={change.busy}
+                    onClick={() => remove(member)}
+                  >
+                    {isMe ? 'Leave project' : <>Remove<span class="visually-hidden"> {member.username}</span></>}
+                  </button>
+                )}
+              </div>
+            </li>
+          );
+        })}
+      </ul>
+      {project.role === 'owner' && (
+        <p class="muted">You own this project: to leave it, hand ownership to another member first (set their role to owner).</p>
+      )}
+      {can.manage(project) && <AddMember project={project} onAdded={(m) => changed(`${m.username} was added as ${m.role}.`)} />}
+    </section>
+  );
+}
+
+function AddMember(props: { project: ProjectType; onAdded: (member: Member) => void }) {
+  const [username, setUsername] = useState('');
+  const [role, setRole] = useState<(typeof GIVEN_ROLES)[number]>('editor');
+  const add = useAction();
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    let added: Member | null = null;
+    const ok = await add.run(async () => {
+      added = await unwrap(
+        api.POST('/projects/{project_id}/members', {
+          params: { path: { project_id: props.project.id } },
+          body: { username, role },
+        }),
+      );
+    });
+    if (ok && added) {
+      setUsername('');
+      props.onAdded(added);
+    }
+  };
+  return (
+    <form class="card stack" onSubmit={submit} aria-labelledby="add-member-title">
+      <h3 id="add-member-title">Add a member</h3>
+      <div class="row">
+        <label class="grow">
+          Username
+          <input name="username" required autoComplete="off" value={username} onInput={(e) => setUsername(e.currentTarget.value)} />
+        </label>
+        <label>
+          Role
+          <select name="role" value={role} onChange={(e) => setRole(e.currentTarget.value as typeof role)}>
+            {GIVEN_ROLES.map((r) => (
+              <option value={r} key={r}>
+                {r}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <ErrorMessage
+        error={add.error}
+        messages={{
+          404: `No active user is called “${username}”.`,
+          409: `${username} is already a member of this project.`,
+        }}
+      />
+      <button type="submit" disabled={add.busy}>
+        {add.busy ? 'Adding…' : 'Add member'}
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,90 @@
+// The caller's projects and their members, shared by the screens: loaded once, reloaded
+// after a change that alters them (create, rename, share, leave).
+import { useEffect, useState } from 'preact/hooks';
+import { api, unwrap } from '../api/client';
+import { type Member, type Project, allPages } from '../api/teams';
+import { Store } from './store';
+
+/** Every project of the caller, inbox first; null before the first answer. */
+export const projects = new Store<Project[] | null>(null);
+let loading: Promise<Project[]> | null = null;
+
+export function loadProjects(force = false): Promise<Project[]> {
+  if (loading && !force) return loading;
+  const request = allPages((cursor) =>
+    unwrap(api.GET('/projects', { params: { query: { limit: 100, ...(cursor ? { cursor } : {}) } } })),
+  );
+  loading = request;
+  request.then(
+    (list) => loading === request && projects.set(list),
+    () => {
+      if (loading === request) loading = null;
+    },
+  );
+  return request;
+}
+
+/** The projects, loading them on first use (errors leave the list empty). */
+export function useProjects(): Project[] {
+  const list = projects.use();
+  useEffect(() => {
+    if (list === null) void loadProjects().catch(() => {});
+  }, [list === null]);
+  return list ?? [];
+}
+
+export function projectById(list: Project[], id: number | null | undefined): Project | undefined {
+  return list.find((project) => project.id === id);
+}
+
+const members = new Map<number, Promise<Member[]>>();
+
+export function loadMembers(projectId: number, force = false): Promise<Member[]> {
+  const known = members.get(projectId);
+  if (known && !force) return known;
+  const request = allPages((cursor) =>
+    unwrap(
+      api.GET('/projects/{project_id}/members', {
+        params: { path: { project_id: projectId }, query: { limit: 100, ...(cursor ? { cursor } : {}) } },
+      }),
+    ),
+  );
+  members.set(projectId, request);
+  request.catch(() => members.get(projectId) === request && members.delete(projectId));
+  return request;
+}
+
+/** The members of these projects (those we may read), reloaded when the ids change. */
+export function useMembers(projectIds: number[]): Map<number, Member[]> {
+  const [found, setFound] = useState<Map<number, Member[]>>(new Map());
+  const key = [...new Set(projectIds)].sort((a, b) => a - b).join(',');
+  useEffect(() => {
+    let cancelled = false;
+    const ids = key ? key.split(',').map(Number) : [];
+    void Promise.all(
+      ids.map((id) =>
+        loadMembers(id).then(
+          (list) => [id, list] as const,
+          () => [id, [] as Member[]] as const,
+        ),
+      ),
+    ).then((pairs) => !cancelled && setFound(new Map(pairs)));
+    return () => {
+      cancelled = true;
+    };
+  }, [key]);
+  return found;
+}
+
+/** user id -> username, from every member list given. */
+export function namesOf(lists: Iterable<Member[]>): Map<number, string> {
+  const names = new Map<number, string>();
+  for (const list of lists) for (const member of list) names.set(member.user_id, member.username);
+  return names;
+}
+
+export function forgetTeams(): void {
+  loading = null;
+  members.clear();
+  projects.set(null);
+}

@@ -1,0 +1,24 @@
+import { useCallback, useState } from 'preact/hooks';
+
+/**
+ * A request started by a person (a form, a button): `busy` while it runs, its error kept
+ * for the screen to show. `run` resolves to whether it succeeded.
+ */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const run = useCallback(async (work: () => Promise<unknown>): Promise<boolean> => {
+    setBusy(true);
+    setError(null);
+    try {
+      await work();
+      return true;
+    } catch (caught) {
+      setError(caught);
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  }, []);
+  return { busy, error, setError, run };
+}
