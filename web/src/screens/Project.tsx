@@ -161,6 +161,7 @@ function Members(props: { project: ProjectType; onChanged: () => void }) {
   const changed = (message: string) => {
     setDone(message);
     setGeneration((n) => n + 1);
+    props.onChanged(); // the member count, and my role after a hand-over
     void loadProjects(true).catch(() => {});
   };
 
@@ -177,7 +178,6 @@ function Members(props: { project: ProjectType; onChanged: () => void }) {
           body: { role },
         }),
       );
-      if (role === 'owner') props.onChanged(); // my own role changed too
       changed(`${member.username} is now ${role}.`);
     });
   };
