@@ -79,6 +79,8 @@ test('share a project: the member sees it, roles hide controls, assign, move, fo
   await a.goto(`${baseURL()}/`);
   await addTask(a, { title: 'Private note' });
   await expect(taskList(a).getByRole('listitem').filter({ hasText: 'Private note' })).toContainText('Inbox');
+  await expectAccessible(a, 'tasks (teams)');
+  await screenshots(a, 'tasks-teams');
 
   // The mate sees the project and its task, never the owner's inbox; they were told.
   await signIn(b, mate);

@@ -275,6 +275,7 @@ export function Tasks() {
             task={task}
             key={task.id}
             project={projectById(projects, task.project_id)}
+            showProject={projects.length > 1}
             assignee={task.assignee_id === null ? null : personLabel(task.assignee_id, names, me?.id ?? null)}
             onToggle={() => void toggleDone(task)}
           />
@@ -295,7 +296,13 @@ function SkeletonRows() {
   );
 }
 
-function TaskRow(props: { task: Task; project?: Project; assignee: string | null; onToggle: () => void }) {
+function TaskRow(props: {
+  task: Task;
+  project?: Project;
+  showProject: boolean;
+  assignee: string | null;
+  onToggle: () => void;
+}) {
   const { task, project } = props;
   // Until the projects are in, a checkbox stays usable (the server still decides).
   const mayEdit = !project || can.editTasks(project.role);
@@ -315,7 +322,7 @@ function TaskRow(props: { task: Task; project?: Project; assignee: string | null
         </a>
         <div class="task-meta">
           <span class={`badge priority-${task.priority}`}>{task.priority}</span>
-          {project && (
+          {project && props.showProject && (
             <span class="project-badge">
               <span class="visually-hidden">Project: </span>
               {projectLabel(project)}
