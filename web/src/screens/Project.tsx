@@ -15,6 +15,7 @@ import {
 import { ErrorMessage, Notice, ScreenTitle, formatDate } from '../ui/components';
 import { currentUser } from '../ui/state';
 import { loadMembers, loadProjects } from '../ui/teams';
+import { ChoiceOptions } from '../ui/options';
 import { useAction } from '../ui/useAction';
 
 const PROJECT_CHANGED = 'This project was changed by someone else since you opened it. Reload to see the latest version.';
@@ -233,11 +234,7 @@ function Members(props: { project: ProjectType; onChanged: () => void }) {
                       disabled={change.busy}
                       onChange={(e) => setRole(member, e.currentTarget.value as Role)}
                     >
-                      {roles.map((role) => (
-                        <option value={role} key={role}>
-                          {role}
-                        </option>
-                      ))}
+                      <ChoiceOptions values={roles} />
                     </select>
                   </label>
                 ) : (
@@ -297,11 +294,7 @@ function AddMember(props: { project: ProjectType; onAdded: (member: Member) => v
         <label>
           Role
           <select name="role" value={role} onChange={(e) => setRole(e.currentTarget.value as typeof role)}>
-            {GIVEN_ROLES.map((r) => (
-              <option value={r} key={r}>
-                {r}
-              </option>
-            ))}
+            <ChoiceOptions values={GIVEN_ROLES} />
           </select>
         </label>
       </div>

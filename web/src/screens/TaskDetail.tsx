@@ -7,6 +7,7 @@ import {
   ErrorMessage,
   LoadMore,
   ScreenTitle,
+  TagList,
   formatDate,
   fromLocalInput,
   parseTags,
@@ -15,6 +16,7 @@ import {
 import { countUnread, currentUser } from '../ui/state';
 import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
 import { useAction } from '../ui/useAction';
+import { AssigneeSelect, ChoiceOptions, ProjectOptions } from '../ui/options';
 import { usePager } from '../ui/usePager';
 import { PRIORITIES } from './Tasks';
 
@@ -122,11 +124,7 @@ function TaskSummary(props: { task: Task }) {
       <div class="task-meta">
         <span class={`badge priority-${task.priority}`}>{task.priority}</span>
         {task.due_at && <span>Due {formatDate(task.due_at)}</span>}
-        {task.tags.map((tag) => (
-          <span class="tag" key={tag}>
-            #{tag}
-          </span>
-        ))}
+        <TagList tags={task.tags} />
       </div>
     </div>
   );
@@ -235,11 +233,7 @@ function TaskEditor(props: {
         <label>
           Priority
           <select name="priority" value={priority} onChange={(e) => setPriority(e.currentTarget.value as Priority)}>
-            {PRIORITIES.map((p) => (
-              <option value={p} key={p}>
-                {p}
-              </option>
-            ))}
+            <ChoiceOptions values={PRIORITIES} />
           </select>
         </label>
         <label>
@@ -262,31 +256,10 @@ function TaskEditor(props: {
               setProjectId(target);
             }}
           >
-            {targets.map((p) => (
-              <option value={String(p.id)} key={p.id}>
-                {projectLabel(p)}
-              </option>
-            ))}
+            <ProjectOptions projects={targets} />
           </select>
         </label>
-        <label class="grow">
-          Assignee
-          <select
-            name="assignee"
-            value={assignee === null ? '' : String(assignee)}
-            onChange={(e) => setAssignee(e.currentTarget.value ? Number(e.currentTarget.value) : null)}
-          >
-            <option value="">Nobody</option>
-            {candidates.map((member) => (
-              <option value={String(member.user_id)} key={member.user_id}>
-                {member.username}
-              </option>
-            ))}
-            {assignee !== null && !candidates.some((m) => m.user_id === assignee) && (
-              <option value={String(assignee)}>user {assignee}</option>
-            )}
-          </select>
-        </label>
+        <AssigneeSelect class="grow" members={candidates} value={assignee} onChange={setAssignee} />
       </div>
       <label class="inline">
         <input type="checkbox" name="completed" checked={completed} onChange={(e) => setCompleted(e.currentTarget.checked)} />

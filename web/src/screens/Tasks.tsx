@@ -16,6 +16,7 @@ import {
   ErrorMessage,
   LoadMore,
   ScreenTitle,
+  TagList,
   formatDate,
   fromLocalInput,
   parseTags,
@@ -23,6 +24,7 @@ import {
 import { write, writesSettled } from '../api/writes';
 import { countUnread, currentUser } from '../ui/state';
 import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
+import { AssigneeSelect, ChoiceOptions, MemberOptions, ProjectOptions } from '../ui/options';
 import { usePager } from '../ui/usePager';
 
 export const PRIORITIES: Priority[] = ['low', 'medium', 'high', 'urgent'];
@@ -181,11 +183,7 @@ export function Tasks() {
             }}
           >
             <option value="all">All projects</option>
-            {projects.map((project) => (
-              <option value={String(project.id)} key={project.id}>
-                {projectLabel(project)}
-              </option>
-            ))}
+            <ProjectOptions projects={projects} />
           </select>
         </label>
         <label>
@@ -198,13 +196,11 @@ export function Tasks() {
             <option value="anyone">Anyone</option>
             <option value="me">My tasks</option>
             <option value="unassigned">Unassigned</option>
-            {(filters.project !== null ? (members.get(filters.project) ?? []) : [])
-              .filter((member) => member.user_id !== me?.id)
-              .map((member) => (
-                <option value={String(member.user_id)} key={member.user_id}>
-                  {member.username}
-                </option>
-              ))}
+            <MemberOptions
+              members={(filters.project !== null ? (members.get(filters.project) ?? []) : []).filter(
+                (member) => member.user_id !== me?.id,
+              )}
+            />
           </select>
         </label>
         <label>
@@ -335,11 +331,7 @@ function TaskRow(props: {
               {formatDate(task.due_at)}
             </span>
           )}
-          {task.tags.map((tag) => (
-            <span class="tag" key={tag}>
-              #{tag}
-            </span>
-          ))}
+          <TagList tags={task.tags} />
         </div>
       </div>
     </li>
@@ -413,11 +405,7 @@ function NewTask(props: {
             value={priority}
             onChange={(e) => setPriority(e.currentTarget.value as Priority)}
           >
-            {PRIORITIES.map((p) => (
-              <option value={p} key={p}>
-                {p}
-              </option>
-            ))}
+            <ChoiceOptions values={PRIORITIES} />
           </select>
         </label>
         <label>
@@ -449,31 +437,11 @@ function NewTask(props: {
                 setAssignee(null);
               }}
             >
-              {writable.map((project) => (
-                <option value={String(project.id)} key={project.id}>
-                  {projectLabel(project)}
-                </option>
-              ))}
+              <ProjectOptions projects={writable} />
             </select>
           </label>
         )}
-        {candidates.length > 1 && (
-          <label>
-            Assignee
-            <select
-              name="assignee"
-              value={assignee === null ? '' : String(assignee)}
-              onChange={(e) => setAssignee(e.currentTarget.value ? Number(e.currentTarget.value) : null)}
-            >
-              <option value="">Nobody</option>
-              {candidates.map((member) => (
-                <option value={String(member.user_id)} key={member.user_id}>
-                  {member.username}
-                </option>
-              ))}
-            </select>
-          </label>
-        )}
+        {candidates.length > 1 && <AssigneeSelect members={candidates} value={assignee} onChange={setAssignee} />}
       </div>
       <ErrorMessage error={error} />
       <button type="submit" disabled={busy}>

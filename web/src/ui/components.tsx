@@ -99,3 +99,15 @@ export function parseTags(value: string): string[] {
     .filter(Boolean);
   return [...new Set(tags)];
 }
+
+export function TagList(props: { tags: string[] }) {
+  return (
+    <>
+      {props.tags.map((tag) => (
+        <span class="tag" key={tag}>
+          #{tag}
+        </span>
+      ))}
+    </>
+  );
+}
