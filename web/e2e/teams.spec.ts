@@ -14,6 +14,13 @@ async function openProject(page: Page, name: string): Promise<void> {
   await expect(page.getByRole('heading', { name, level: 1 })).toBeVisible();
 }
 
+async function setRole(page: Page, username: string, role: string): Promise<void> {
+  const form = page.getByRole('form', { name: `Role of ${username}` });
+  await form.getByRole('combobox').selectOption(role);
+  await form.getByRole('button', { name: 'Save role' }).click();
+  await expect(page.getByText(`${username} is now ${role}.`)).toBeVisible();
+}
+
 async function openTask(page: Page, title: string): Promise<void> {
   await page.goto(`${baseURL()}/`);
   await taskList(page).getByRole('link', { name: title, exact: true }).click();
@@ -112,8 +119,7 @@ test('share a project: the member sees it, roles hide controls, assign, move, fo
 
   // The owner makes the mate an editor and assigns the task to them.
   await openProject(a, 'Launch');
-  await a.getByRole('combobox', { name: `Role of ${mate}` }).selectOption('editor');
-  await expect(a.getByText(`${mate} is now editor.`)).toBeVisible();
+  await setRole(a, mate, 'editor');
   await openTask(a, 'Draft plan');
   await a.getByLabel('Assignee').selectOption({ label: mate });
   await a.getByRole('button', { name: 'Save changes' }).click();
@@ -168,10 +174,23 @@ test('share a project: the member sees it, roles hide controls, assign, move, fo
   await a.getByRole('button', { name: 'Delete comment: On it, done by Friday' }).click();
   await expect(a.getByText('No comments yet.')).toBeVisible();
 
-  // Ownership handed over: the old owner is an admin and may leave; then Launch is gone for them.
+  // The mate's role drops to commenter while their editor is open: the server's 403 is
+  // shown; once reloaded, a commenter may comment but not edit.
+  await openTask(b, 'Draft plan');
+  await expect(b.getByRole('button', { name: 'Save changes' })).toBeVisible();
   await openProject(a, 'Launch');
-  await a.getByRole('combobox', { name: `Role of ${mate}` }).selectOption('owner');
-  await expect(a.getByText(`${mate} is now owner.`)).toBeVisible();
+  await setRole(a, mate, 'commenter');
+  await b.getByLabel('Title').fill('Draft plan, v2');
+  await b.getByRole('button', { name: 'Save changes' }).click();
+  await expect(b.getByRole('alert')).toHaveText('This needs the editor role (or higher) in the project');
+  await b.reload();
+  await expect(b.getByText('your role: commenter')).toBeVisible();
+  await expect(b.getByRole('button', { name: 'Save changes' })).toHaveCount(0);
+  await expect(b.getByLabel('Add a comment')).toBeVisible();
+  await expectAccessible(b, 'task detail (commenter)');
+
+  // Ownership handed over: the old owner is an admin and may leave; then Launch is gone for them.
+  await setRole(a, mate, 'owner');
   await expect(a.getByText('Your role: admin')).toBeVisible();
   await a.getByRole('button', { name: 'Leave project' }).click();
   await expect(a.getByRole('heading', { name: 'Projects', level: 1 })).toBeVisible();

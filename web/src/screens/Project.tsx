@@ -169,7 +169,6 @@ function Members(props: { project: ProjectType; onChanged: () => void }) {
   const setRole = (member: Member, role: Role) => {
     setDone('');
     if (role === 'owner' && !confirm(`Hand ownership of “${project.name}” to ${member.username}? You become an admin.`)) {
-      setGeneration((n) => n + 1); // puts the select back
       return;
     }
     void change.run(async () => {
@@ -213,53 +212,81 @@ function Members(props: { project: ProjectType; onChanged: () => void }) {
       {done && <Notice>{done}</Notice>}
       {members === null && !load.error && <p class="muted">Loading…</p>}
       <ul class="member-list" aria-label="Members">
-        {(members ?? []).map((member) => {
-          const roles = me ? assignableRoles(project.role, member.role) : [];
-          const isMe = member.user_id === me?.id;
-          return (
-            <li class="member" key={member.user_id}>
-              <div class="task-main">
-                <span class="task-title">
-                  {member.username}
-                  {isMe && ' (you)'}
-                </span>
-                <p class="muted">Added {formatDate(member.added_at)}</p>
-              </div>
-              <div class="row member-actions">
-                {roles.length > 0 && !isMe ? (
-                  <label class="inline">
-                    <span class="visually-hidden">Role of {member.username}</span>
-                    <select
-                      value={member.role}
-                      disabled={change.busy}
-                      onChange={(e) => setRole(member, e.currentTarget.value as Role)}
-                    >
-                      <ChoiceOptions values={roles} />
-                    </select>
-                  </label>
-                ) : (
-                  <span class="badge">{member.role}</span>
-                )}
-                {me && canRemove(project.role, member, me.id) && (
-                  <button
-                    type="button"
-                    class="button-danger"
-                    disabled={change.busy}
-                    onClick={() => remove(member)}
-                  >
-                    {isMe ? 'Leave project' : <>Remove<span class="visually-hidden"> {member.username}</span></>}
-                  </button>
-                )}
-              </div>
-            </li>
-          );
-        })}
+        {(members ?? []).map((member) => (
+          <MemberRow
+            key={`${member.user_id}:${member.role}`}
+            member={member}
+            myRole={project.role}
+            myId={me?.id ?? null}
+            busy={change.busy}
+            onRole={(role) => setRole(member, role)}
+            onRemove={() => remove(member)}
+          />
+        ))}
       </ul>
       {project.role === 'owner' && (
         <p class="muted">You own this project: to leave it, hand ownership to another member first (set their role to owner).</p>
       )}
       {can.manage(project) && <AddMember project={project} onAdded={(m) => changed(`${m.username} was added as ${m.role}.`)} />}
     </section>
+  );
+}
+
+/** One member: their role, changed with a button (a select that saved on every change
+ * would save each role a keyboard user's arrow keys pass through), and remove or leave. */
+function MemberRow(props: {
+  member: Member;
+  myRole: Role;
+  myId: number | null;
+  busy: boolean;
+  onRole: (role: Role) => void;
+  onRemove: () => void;
+}) {
+  const { member, myId } = props;
+  const [role, setRole] = useState<Role>(member.role);
+  const isMe = member.user_id === myId;
+  const roles = myId === null || isMe ? [] : assignableRoles(props.myRole, member.role);
+  return (
+    <li class="member">
+      <div class="task-main">
+        <span class="task-title">
+          {member.username}
+          {isMe && ' (you)'}
+        </span>
+        <p class="muted">Added {formatDate(member.added_at)}</p>
+      </div>
+      <div class="row member-actions">
+        {roles.length > 0 ? (
+          <form
+            class="row member-actions"
+            aria-label={`Role of ${member.username}`}
+            onSubmit={(e) => {
+              e.preventDefault();
+              props.onRole(role);
+            }}
+          >
+            <label class="inline">
+              <span class="visually-hidden">Role of {member.username}</span>
+              <select value={role} onChange={(e) => setRole(e.currentTarget.value as Role)}>
+                <ChoiceOptions values={roles} />
+              </select>
+            </label>
+            {role !== member.role && (
+              <button type="submit" class="button-secondary" disabled={props.busy}>
+                Save role
+              </button>
+            )}
+          </form>
+        ) : (
+          <span class="badge">{member.role}</span>
+        )}
+        {myId !== null && canRemove(props.myRole, member, myId) && (
+          <button type="button" class="button-danger" disabled={props.busy} onClick={props.onRemove}>
+            {isMe ? 'Leave project' : <>Remove<span class="visually-hidden"> {member.username}</span></>}
+          </button>
+        )}
+      </div>
+    </li>
   );
 }
 
