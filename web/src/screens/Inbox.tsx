@@ -1,9 +1,10 @@
 import { useState } from 'preact/hooks';
 import { type Notification, api, unwrap } from '../api/client';
-import { ErrorMessage, LoadMore, ScreenTitle, formatDate } from '../ui/components';
 import { personLabel, projectLabel } from '../api/teams';
+import { ErrorMessage, LoadMore, ScreenTitle, formatDate } from '../ui/components';
 import { countUnread, currentUser, unread } from '../ui/state';
 import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
+import { useAction } from '../ui/useAction';
 import { usePager } from '../ui/usePager';
 
 export function Inbox() {
@@ -18,7 +19,7 @@ export function Inbox() {
       ),
     String(unreadOnly),
   );
-  const [error, setError] = useState<unknown>(null);
+  const { error, run } = useAction();
   const me = currentUser.use();
   const projects = useProjects();
   // Who did it: a member of the notification's project (a project since left: by id).
@@ -29,9 +30,8 @@ export function Inbox() {
   const members = useMembers(shared);
   const names = namesOf(members.values());
 
-  const markRead = async (notification: Notification) => {
-    setError(null);
-    try {
+  const markRead = (notification: Notification) =>
+    run(async () => {
       await unwrap(
         api.POST('/notifications/{notification_id}/read', {
           params: { path: { notification_id: notification.id } },
@@ -39,22 +39,15 @@ export function Inbox() {
       );
       list.pager?.update({ ...notification, read_at: new Date().toISOString() }, !unreadOnly);
       void countUnread();
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+    });
 
-  const markAllRead = async () => {
-    setError(null);
-    try {
+  const markAllRead = () =>
+    run(async () => {
       await unwrap(api.POST('/notifications/read-all'));
       list.pager?.reset();
       void list.pager?.loadMore();
       void countUnread();
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+    });
 
   return (
     <section>

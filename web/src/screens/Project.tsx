@@ -12,11 +12,11 @@ import {
   canRemove,
   projectLabel,
 } from '../api/teams';
-import { ErrorMessage, Notice, ScreenTitle, formatDate } from '../ui/components';
+import { ErrorMessage, Notice, ScreenTitle, SubmitButton, formatDate, TextField } from '../ui/components';
 import { currentUser } from '../ui/state';
 import { loadMembers, loadProjects } from '../ui/teams';
 import { ChoiceOptions } from '../ui/options';
-import { useAction } from '../ui/useAction';
+import { useAction, useSubmit } from '../ui/useAction';
 
 const PROJECT_CHANGED = 'This project was changed by someone else since you opened it. Reload to see the latest version.';
 
@@ -75,27 +75,22 @@ function ProjectSettings(props: {
   const { route } = useLocation();
   const [name, setName] = useState(project.name);
   const [description, setDescription] = useState(project.description);
-  const action = useAction();
-  const conflict = action.error instanceof ApiError && action.error.status === 412;
   const ifMatch = `"${project.version}"`;
-
-  const save = (event: Event) => {
-    event.preventDefault();
-    void action.run(async () => {
-      const body = {
-        ...(name !== project.name ? { name } : {}),
-        ...(description !== project.description ? { description } : {}),
-      };
-      const updated = await unwrap(
-        api.PATCH('/projects/{project_id}', {
-          params: { path: { project_id: project.id }, header: { 'if-match': ifMatch } },
-          body,
-        }),
-      );
-      props.onSaved(updated);
-      void loadProjects(true).catch(() => {});
-    });
-  };
+  const action = useSubmit(async () => {
+    const body = {
+      ...(name !== project.name ? { name } : {}),
+      ...(description !== project.description ? { description } : {}),
+    };
+    const updated = await unwrap(
+      api.PATCH('/projects/{project_id}', {
+        params: { path: { project_id: project.id }, header: { 'if-match': ifMatch } },
+        body,
+      }),
+    );
+    props.onSaved(updated);
+    void loadProjects(true).catch(() => {});
+  });
+  const conflict = action.error instanceof ApiError && action.error.status === 412;
 
   const remove = () => {
     if (!confirm(`Delete the project “${project.name}”? Its tasks, comments and webhooks go with it.`)) return;
@@ -111,11 +106,8 @@ function ProjectSettings(props: {
   };
 
   return (
-    <form class="card stack" onSubmit={save} aria-label="Project settings">
-      <label>
-        Name
-        <input name="name" required maxLength={100} value={name} onInput={(e) => setName(e.currentTarget.value)} />
-      </label>
+    <form class="card stack" onSubmit={action.submit} aria-label="Project settings">
+      <TextField label="Name" name="name" required maxLength={100} value={name} onValue={setName} />
       <label>
         Description
         <textarea
@@ -132,9 +124,7 @@ function ProjectSettings(props: {
         action={conflict ? { label: 'Reload', run: props.onReload } : undefined}
       />
       <div class="row">
-        <button type="submit" disabled={action.busy}>
-          {action.busy ? 'Saving…' : 'Save project'}
-        </button>
+        <SubmitButton busy={action.busy} label="Save project" busyLabel="Saving…" />
         {can.deleteProject(project) && (
           <button type="button" class="button-danger" disabled={action.busy} onClick={remove}>
             Delete project
@@ -293,31 +283,32 @@ function MemberRow(props: {
 function AddMember(props: { project: ProjectType; onAdded: (member: Member) => void }) {
   const [username, setUsername] = useState('');
   const [role, setRole] = useState<(typeof GIVEN_ROLES)[number]>('editor');
-  const add = useAction();
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    let added: Member | null = null;
-    const ok = await add.run(async () => {
-      added = await unwrap(
-        api.POST('/projects/{project_id}/members', {
-          params: { path: { project_id: props.project.id } },
-          body: { username, role },
-        }),
-      );
-    });
-    if (ok && added) {
-      setUsername('');
-      props.onAdded(added);
-    }
-  };
+  // The name that was refused, not the one being typed since.
+  const [tried, setTried] = useState('');
+  const add = useSubmit(async () => {
+    setTried(username);
+    const added = await unwrap(
+      api.POST('/projects/{project_id}/members', {
+        params: { path: { project_id: props.project.id } },
+        body: { username, role },
+      }),
+    );
+    setUsername('');
+    props.onAdded(added);
+  });
   return (
-    <form class="card stack" onSubmit={submit} aria-labelledby="add-member-title">
+    <form class="card stack" onSubmit={add.submit} aria-labelledby="add-member-title">
       <h3 id="add-member-title">Add a member</h3>
       <div class="row">
-        <label class="grow">
-          Username
-          <input name="username" required autoComplete="off" value={username} onInput={(e) => setUsername(e.currentTarget.value)} />
-        </label>
+        <TextField
+          label="Username"
+          class="grow"
+          name="username"
+          required
+          autoComplete="off"
+          value={username}
+          onValue={setUsername}
+        />
         <label>
           Role
           <select name="role" value={role} onChange={(e) => setRole(e.currentTarget.value as typeof role)}>
@@ -328,13 +319,11 @@ function AddMember(props: { project: ProjectType; onAdded: (member: Member) => v
       <ErrorMessage
         error={add.error}
         messages={{
-          404: `No active user is called “${username}”.`,
-          409: `${username} is already a member of this project.`,
+          404: `No active user is called “${tried}”.`,
+          409: `${tried} is already a member of this project.`,
         }}
       />
-      <button type="submit" disabled={add.busy}>
-        {add.busy ? 'Adding…' : 'Add member'}
-      </button>
+      <SubmitButton busy={add.busy} label="Add member" busyLabel="Adding…" />
     </form>
   );
 }

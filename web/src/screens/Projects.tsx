@@ -1,9 +1,9 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, unwrap } from '../api/client';
 import { projectLabel } from '../api/teams';
-import { ErrorMessage, ScreenTitle } from '../ui/components';
+import { ErrorMessage, ScreenTitle, SubmitButton, TextField } from '../ui/components';
 import { loadProjects, projects } from '../ui/teams';
-import { useAction } from '../ui/useAction';
+import { useAction, useSubmit } from '../ui/useAction';
 
 export function Projects() {
   const list = projects.use();
@@ -45,40 +45,36 @@ export function Projects() {
 function NewProject() {
   const [name, setName] = useState('');
   const [description, setDescription] = useState('');
-  const create = useAction();
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    const done = await create.run(async () => {
-      await unwrap(api.POST('/projects', { body: { name, description } }));
-      await loadProjects(true);
-    });
-    if (done) {
-      setName('');
-      setDescription('');
-    }
-  };
+  const create = useSubmit(async () => {
+    await unwrap(api.POST('/projects', { body: { name, description } }));
+    setName('');
+    setDescription('');
+    await loadProjects(true);
+  });
   return (
-    <form class="card new-task" onSubmit={submit} aria-labelledby="new-project-title">
+    <form class="card new-task" onSubmit={create.submit} aria-labelledby="new-project-title">
       <h2 id="new-project-title">New project</h2>
       <div class="row">
-        <label class="grow">
-          Name
-          <input name="name" required maxLength={100} value={name} onInput={(e) => setName(e.currentTarget.value)} />
-        </label>
-        <label class="grow">
-          Description
-          <input
-            name="description"
-            maxLength={2000}
-            value={description}
-            onInput={(e) => setDescription(e.currentTarget.value)}
-          />
-        </label>
+        <TextField
+          label="Name"
+          class="grow"
+          name="name"
+          required
+          maxLength={100}
+          value={name}
+          onValue={setName}
+        />
+        <TextField
+          label="Description"
+          class="grow"
+          name="description"
+          maxLength={2000}
+          value={description}
+          onValue={setDescription}
+        />
       </div>
       <ErrorMessage error={create.error} messages={{ 409: 'You already have a project with this name.' }} />
-      <button type="submit" disabled={create.busy}>
-        {create.busy ? 'Creating…' : 'Create project'}
-      </button>
+      <SubmitButton busy={create.busy} label="Create project" busyLabel="Creating…" />
     </form>
   );
 }

@@ -7,20 +7,25 @@ import {
   ErrorMessage,
   LoadMore,
   ScreenTitle,
+  SubmitButton,
   TagList,
   formatDate,
   fromLocalInput,
   parseTags,
   toLocalInput,
+  TextField,
 } from '../ui/components';
 import { countUnread, currentUser } from '../ui/state';
 import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
-import { useAction } from '../ui/useAction';
+import { useAction, useSubmit } from '../ui/useAction';
 import { AssigneeSelect, ChoiceOptions, ProjectOptions } from '../ui/options';
 import { usePager } from '../ui/usePager';
 import { PRIORITIES } from './Tasks';
 
 type Detail = Schemas['TaskDetail'];
+
+const TASK_CHANGED =
+  'This task was changed by someone else since you opened it. Your changes were not saved. Reload to see the latest version.';
 
 export function TaskDetail(props: { id?: string }) {
   const taskId = Number(props.id);
@@ -156,57 +161,40 @@ function TaskEditor(props: {
     // Kept only if a member of the target too (the server would refuse it: 422).
     if (targetMembers && assignee !== null && !targetMembers.some((m) => m.user_id === assignee)) setAssignee(null);
   }, [targetMembers]);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run, submit: save } = useSubmit(async () => {
+    // Only what changed, and only if nobody changed the task since it was read.
+    const dueAt = fromLocalInput(due);
+    const body = {
+      ...(title !== task.title ? { title } : {}),
+      ...(description !== task.description ? { description } : {}),
+      ...(priority !== task.priority ? { priority } : {}),
+      ...(dueAt !== (task.due_at ? new Date(task.due_at).toISOString() : null) ? { due_at: dueAt } : {}),
+      ...(parseTags(tags).join(',') !== task.tags.join(',') ? { tags: parseTags(tags) } : {}),
+      ...(completed !== task.completed ? { completed } : {}),
+      ...(projectId !== task.project_id ? { project_id: projectId } : {}),
+      ...(assignee !== task.assignee_id ? { assignee_id: assignee } : {}),
+    };
+    const updated = await unwrap(
+      api.PATCH('/tasks/{task_id}', {
+        params: { path: { task_id: task.id }, header: { 'if-match': ifMatch(task) } },
+        body,
+      }),
+    );
+    props.onSaved(updated);
+    void countUnread();
+  });
   const conflict = error instanceof ApiError && error.status === 412;
 
-  const save = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      // Only what changed, and only if nobody changed the task since it was read.
-      const dueAt = fromLocalInput(due);
-      const body = {
-        ...(title !== task.title ? { title } : {}),
-        ...(description !== task.description ? { description } : {}),
-        ...(priority !== task.priority ? { priority } : {}),
-        ...(dueAt !== (task.due_at ? new Date(task.due_at).toISOString() : null) ? { due_at: dueAt } : {}),
-        ...(parseTags(tags).join(',') !== task.tags.join(',') ? { tags: parseTags(tags) } : {}),
-        ...(completed !== task.completed ? { completed } : {}),
-        ...(projectId !== task.project_id ? { project_id: projectId } : {}),
-        ...(assignee !== task.assignee_id ? { assignee_id: assignee } : {}),
-      };
-      const updated = await unwrap(
-        api.PATCH('/tasks/{task_id}', {
-          params: { path: { task_id: task.id }, header: { 'if-match': ifMatch(task) } },
-          body,
-        }),
-      );
-      props.onSaved(updated);
-      void countUnread();
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
-
-  const remove = async () => {
+  const remove = () => {
     if (!confirm(`Delete “${task.title}”? Its comments go with it.`)) return;
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       await unwrap(
         api.DELETE('/tasks/{task_id}', {
           params: { path: { task_id: task.id }, header: { 'if-match': ifMatch(task) } },
         }),
       );
       route('/');
-    } catch (caught) {
-      setError(caught);
-      setBusy(false);
-    }
+    });
   };
 
   return (
@@ -215,10 +203,7 @@ function TaskEditor(props: {
         Created {formatDate(task.created_at)} · version {task.version}
         {task.completed_at && <> · completed {formatDate(task.completed_at)}</>}
       </p>
-      <label>
-        Title
-        <input name="title" required maxLength={200} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
-      </label>
+      <TextField label="Title" name="title" required maxLength={200} value={title} onValue={setTitle} />
       <label>
         Description
         <textarea
@@ -236,14 +221,8 @@ function TaskEditor(props: {
             <ChoiceOptions values={PRIORITIES} />
           </select>
         </label>
-        <label>
-          Due
-          <input type="datetime-local" name="due" value={due} onInput={(e) => setDue(e.currentTarget.value)} />
-        </label>
-        <label class="grow">
-          Tags
-          <input name="tags" value={tags} onInput={(e) => setTags(e.currentTarget.value)} />
-        </label>
+        <TextField label="Due" type="datetime-local" name="due" value={due} onValue={setDue} />
+        <TextField label="Tags" class="grow" name="tags" value={tags} onValue={setTags} />
       </div>
       <div class="row">
         <label class="grow">
@@ -265,29 +244,19 @@ function TaskEditor(props: {
         <input type="checkbox" name="completed" checked={completed} onChange={(e) => setCompleted(e.currentTarget.checked)} />
         Completed
       </label>
-      {conflict ? (
-        <div class="alert alert-error" role="alert">
-          <span>
-            This task was changed by someone else since you opened it. Your changes were not
-            saved. Reload to see the latest version.
-          </span>
-          <button type="button" class="button-secondary" onClick={props.onReload}>
-            Reload
-          </button>
-        </div>
-      ) : (
-        <ErrorMessage error={error} />
-      )}
+      <ErrorMessage
+        error={error}
+        messages={{ 412: TASK_CHANGED }}
+        action={conflict ? { label: 'Reload', run: props.onReload } : undefined}
+      />
       {props.justSaved && !error && (
         <p class="alert alert-info" role="status">
           Saved.
         </p>
       )}
       <div class="row">
-        <button type="submit" disabled={busy}>
-          {busy ? 'Saving…' : 'Save changes'}
-        </button>
-        <button type="button" class="button-danger" disabled={busy} onClick={() => void remove()}>
+        <SubmitButton busy={busy} label="Save changes" busyLabel="Saving…" />
+        <button type="button" class="button-danger" disabled={busy} onClick={remove}>
           Delete task
         </button>
       </div>
@@ -307,22 +276,17 @@ function Comments(props: { taskId: number; role: Role | null; names: Map<number,
     String(props.taskId),
   );
   const [text, setText] = useState('');
-  const post = useAction();
   const change = useAction();
-
-  const add = async (event: Event) => {
-    event.preventDefault();
-    const ok = await post.run(async () => {
-      const comment = await unwrap(
-        api.POST('/tasks/{task_id}/comments', { params: { path: { task_id: props.taskId } }, body: { text } }),
-      );
-      // Oldest first: the new one is last; loaded with the next page, or added now if every
-      // page is in.
-      if (list.done) list.pager?.append(comment);
-      void countUnread();
-    });
-    if (ok) setText('');
-  };
+  const post = useSubmit(async () => {
+    const comment = await unwrap(
+      api.POST('/tasks/{task_id}/comments', { params: { path: { task_id: props.taskId } }, body: { text } }),
+    );
+    setText('');
+    // Oldest first: the new one is last; loaded with the next page, or added now if every
+    // page is in.
+    if (list.done) list.pager?.append(comment);
+    void countUnread();
+  });
 
   const path = (comment: Comment) => ({ params: { path: { task_id: props.taskId, comment_id: comment.id } } });
   const remove = (comment: Comment) =>
@@ -360,15 +324,13 @@ function Comments(props: { taskId: number; role: Role | null; names: Map<number,
       </ul>
       <LoadMore loading={list.loading} done={list.done || !!list.error} onMore={list.loadMore} label="Older comments" />
       {can.comment(props.role) ? (
-        <form class="stack" onSubmit={add}>
+        <form class="stack" onSubmit={post.submit}>
           <label>
             Add a comment
             <textarea name="comment" rows={3} required maxLength={500} value={text} onInput={(e) => setText(e.currentTarget.value)} />
           </label>
           <ErrorMessage error={post.error} />
-          <button type="submit" disabled={post.busy}>
-            {post.busy ? 'Posting…' : 'Post comment'}
-          </button>
+          <SubmitButton busy={post.busy} label="Post comment" busyLabel="Posting…" />
         </form>
       ) : (
         props.role !== null && <p class="muted">Your role ({props.role}) lets you read comments, not write them.</p>

@@ -16,15 +16,18 @@ import {
   ErrorMessage,
   LoadMore,
   ScreenTitle,
+  SubmitButton,
   TagList,
   formatDate,
   fromLocalInput,
   parseTags,
+  TextField,
 } from '../ui/components';
 import { write, writesSettled } from '../api/writes';
 import { countUnread, currentUser } from '../ui/state';
 import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
 import { AssigneeSelect, ChoiceOptions, MemberOptions, ProjectOptions } from '../ui/options';
+import { useSubmit } from '../ui/useAction';
 import { usePager } from '../ui/usePager';
 
 export const PRIORITIES: Priority[] = ['low', 'medium', 'high', 'urgent'];
@@ -145,16 +148,15 @@ export function Tasks() {
         }}
       />
       <form class="filters" role="search" aria-label="Filter and sort tasks" onSubmit={(e) => e.preventDefault()}>
-        <label class="grow">
-          Search
-          <input
-            type="search"
-            name="q"
-            placeholder="Words in the title or description"
-            value={filters.q}
-            onInput={(e) => set('q', e.currentTarget.value)}
-          />
-        </label>
+        <TextField
+          label="Search"
+          class="grow"
+          type="search"
+          name="q"
+          placeholder="Words in the title or description"
+          value={filters.q}
+          onValue={(v) => set('q', v)}
+        />
         <label>
           Status
           <select
@@ -203,15 +205,13 @@ export function Tasks() {
             />
           </select>
         </label>
-        <label>
-          Tag
-          <input
-            name="tag"
-            placeholder="e.g. work"
-            value={filters.tag}
-            onInput={(e) => set('tag', e.currentTarget.value)}
-          />
-        </label>
+        <TextField
+          label="Tag"
+          name="tag"
+          placeholder="e.g. work"
+          value={filters.tag}
+          onValue={(v) => set('tag', v)}
+        />
         <label>
           Sort
           <select
@@ -355,49 +355,37 @@ function NewTask(props: {
   const [priority, setPriority] = useState<Priority>('medium');
   const [due, setDue] = useState('');
   const [tags, setTags] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const body = {
-        title,
-        priority,
-        description: '',
-        due_at: fromLocalInput(due),
-        tags: parseTags(tags),
-        ...(target !== null ? { project_id: target } : {}),
-        ...(assignee !== null ? { assignee_id: assignee } : {}),
-      };
-      const task = await write(unwrap(api.POST('/tasks', { body })));
-      props.onCreated(task);
-      setTitle('');
-      setDue('');
-      setTags('');
-      setPriority('medium');
-      setAssignee(null);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const body = {
+      title,
+      priority,
+      description: '',
+      due_at: fromLocalInput(due),
+      tags: parseTags(tags),
+      ...(target !== null ? { project_id: target } : {}),
+      ...(assignee !== null ? { assignee_id: assignee } : {}),
+    };
+    const task = await write(unwrap(api.POST('/tasks', { body })));
+    props.onCreated(task);
+    setTitle('');
+    setDue('');
+    setTags('');
+    setPriority('medium');
+    setAssignee(null);
+  });
   return (
     <form class="card new-task" onSubmit={submit} aria-labelledby="new-task-title">
       <h2 id="new-task-title">New task</h2>
       <div class="row">
-        <label class="grow">
-          Title
-          <input
-            name="title"
-            required
-            maxLength={200}
-            value={title}
-            onInput={(e) => setTitle(e.currentTarget.value)}
-          />
-        </label>
+        <TextField
+          label="Title"
+          class="grow"
+          name="title"
+          required
+          maxLength={200}
+          value={title}
+          onValue={setTitle}
+        />
         <label>
           Priority
           <select
@@ -408,24 +396,8 @@ function NewTask(props: {
             <ChoiceOptions values={PRIORITIES} />
           </select>
         </label>
-        <label>
-          Due
-          <input
-            type="datetime-local"
-            name="due"
-            value={due}
-            onInput={(e) => setDue(e.currentTarget.value)}
-          />
-        </label>
-        <label>
-          Tags
-          <input
-            name="tags"
-            placeholder="work, home"
-            value={tags}
-            onInput={(e) => setTags(e.currentTarget.value)}
-          />
-        </label>
+        <TextField label="Due" type="datetime-local" name="due" value={due} onValue={setDue} />
+        <TextField label="Tags" name="tags" placeholder="work, home" value={tags} onValue={setTags} />
         {writable.length > 1 && (
           <label>
             Project
@@ -444,9 +416,7 @@ function NewTask(props: {
         {candidates.length > 1 && <AssigneeSelect members={candidates} value={assignee} onChange={setAssignee} />}
       </div>
       <ErrorMessage error={error} />
-      <button type="submit" disabled={busy}>
-        {busy ? 'Adding…' : 'Add task'}
-      </button>
+      <SubmitButton busy={busy} label="Add task" busyLabel="Adding…" />
     </form>
   );
 }

@@ -1,4 +1,4 @@
-import type { ComponentChildren } from 'preact';
+import type { ComponentChildren, InputHTMLAttributes, PartialInputHTMLAttributes } from 'preact';
 import { useEffect, useRef } from 'preact/hooks';
 import { type ErrorMessages, describeError } from '../api/errors';
 
@@ -18,6 +18,35 @@ export function ErrorMessage(props: {
         </button>
       )}
     </div>
+  );
+}
+
+type InputProps = Omit<PartialInputHTMLAttributes<HTMLInputElement>, 'value' | 'onInput' | 'label' | 'class' | 'role'>;
+
+/** A labelled text input (the label wraps it, so it names the input). */
+export function TextField(
+  props: InputProps & { label: ComponentChildren; value: string; onValue: (value: string) => void; class?: string },
+) {
+  const { label, value, onValue, class: className, ...input } = props;
+  return (
+    <label class={className}>
+      {label}
+      {/* Preact types an input's attributes per `type`; these are checked above. */}
+      <input
+        {...(input as InputHTMLAttributes<HTMLInputElement>)}
+        value={value}
+        onInput={(e) => onValue(e.currentTarget.value)}
+      />
+    </label>
+  );
+}
+
+/** A form's submit button, disabled with a "…ing" label while its request runs. */
+export function SubmitButton(props: { busy: boolean; label: string; busyLabel: string }) {
+  return (
+    <button type="submit" disabled={props.busy}>
+      {props.busy ? props.busyLabel : props.label}
+    </button>
   );
 }
 

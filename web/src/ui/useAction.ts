@@ -22,3 +22,13 @@ export function useAction() {
   }, []);
   return { busy, error, setError, run };
 }
+
+/** A form's submit handler running `work` as an action (the page does not reload). */
+export function useSubmit(work: () => Promise<unknown>) {
+  const action = useAction();
+  const submit = (event: Event) => {
+    event.preventDefault();
+    void action.run(work);
+  };
+  return { ...action, submit };
+}
