@@ -140,11 +140,20 @@ test('share a project: the member sees it, roles hide controls, assign, move, fo
   await b.getByRole('button', { name: 'Post comment' }).click();
   const bComments = b.getByRole('list', { name: 'Comments' });
   await expect(bComments).toContainText('On it');
-  await b.getByRole('button', { name: 'Edit comment: On it' }).click();
+  // With the keyboard: Edit puts the focus in the text, Escape gives it back to Edit.
+  const editOnIt = b.getByRole('button', { name: 'Edit comment: On it' });
+  await editOnIt.focus();
+  await b.keyboard.press('Enter');
+  await expect(b.getByLabel('Edit your comment')).toBeFocused();
+  await b.keyboard.press('Escape');
+  await expect(editOnIt).toBeFocused();
+  await expect(bComments).not.toContainText('edited');
+  await editOnIt.click();
   await b.getByLabel('Edit your comment').fill('On it, done by Friday');
   await b.getByRole('button', { name: 'Save comment' }).click();
   await expect(bComments).toContainText('On it, done by Friday');
   await expect(bComments).toContainText('edited');
+  await expect(b.getByRole('button', { name: 'Edit comment: On it, done by Friday' })).toBeFocused();
 
   // Filters: my tasks, unassigned.
   await b.goto(`${baseURL()}/`);

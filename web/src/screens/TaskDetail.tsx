@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { type Comment, type Priority, type Schemas, type Task, api, ifMatch, unwrap } from '../api/client';
 import { ApiError } from '../api/errors';
@@ -16,7 +16,15 @@ import {
   TextField,
 } from '../ui/components';
 import { countUnread, currentUser } from '../ui/state';
-import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
+import {
+  loadProjects,
+  namesOf,
+  projectById,
+  projectsError,
+  useFreshProjects,
+  useMembers,
+  useProjects,
+} from '../ui/teams';
 import { useAction, useSubmit } from '../ui/useAction';
 import { AssigneeSelect, ChoiceOptions, ProjectOptions } from '../ui/options';
 import { usePager } from '../ui/usePager';
@@ -33,6 +41,8 @@ export function TaskDetail(props: { id?: string }) {
   const me = currentUser.use();
   const projects = useProjects();
   const project = projectById(projects, task?.project_id);
+  useFreshProjects(projects, task?.project_id);
+  const projectsProblem = projectsError.use();
   const members = useMembers(task ? [task.project_id] : []);
   const names = namesOf(members.values());
   const [loadError, setLoadError] = useState<unknown>(null);
@@ -68,6 +78,10 @@ export function TaskDetail(props: { id?: string }) {
       <ScreenTitle>{task ? task.title : 'Task'}</ScreenTitle>
       <ErrorMessage error={loadError} action={{ label: 'Retry', run: reload }} />
       {!task && !loadError && <p class="muted">Loading…</p>}
+      {/* Without its project the screen cannot tell what your role lets you do. */}
+      {task && !project && (
+        <ErrorMessage error={projectsProblem} action={{ label: 'Retry', run: () => void loadProjects(true).catch(() => {}) }} />
+      )}
       {task && (
         <p class="muted task-context">
           In <a href={`/project/${task.project_id}`}>{projectLabel(project)}</a>
@@ -352,6 +366,15 @@ function CommentItem(props: {
   const [editing, setEditing] = useState(false);
   const [text, setText] = useState(comment.text);
   const short = comment.text.slice(0, 40);
+  // Keyboard users keep their place: into the text when editing starts, back to Edit after.
+  const field = useRef<HTMLTextAreaElement>(null);
+  const editButton = useRef<HTMLButtonElement>(null);
+  const wasEditing = useRef(false);
+  useEffect(() => {
+    if (editing) field.current?.focus();
+    else if (wasEditing.current) editButton.current?.focus();
+    wasEditing.current = editing;
+  }, [editing]);
   const save = async (event: Event) => {
     event.preventDefault();
     if (await props.onEdit(text)) setEditing(false);
@@ -359,10 +382,10 @@ function CommentItem(props: {
   if (editing) {
     return (
       <li class="comment">
-        <form class="stack" onSubmit={save}>
+        <form class="stack" onSubmit={save} onKeyDown={(e) => e.key === 'Escape' && setEditing(false)}>
           <label>
             Edit your comment
-            <textarea rows={3} required maxLength={500} value={text} onInput={(e) => setText(e.currentTarget.value)} />
+            <textarea ref={field} rows={3} required maxLength={500} value={text} onInput={(e) => setText(e.currentTarget.value)} />
           </label>
           <div class="row">
             <button type="submit" disabled={props.busy}>
@@ -385,6 +408,7 @@ function CommentItem(props: {
         {props.mayEdit && (
           <button
             type="button"
+            ref={editButton}
             class="link-button"
             aria-label={`Edit comment: ${short}`}
             onClick={() => {

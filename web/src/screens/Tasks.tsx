@@ -25,7 +25,7 @@ import {
 } from '../ui/components';
 import { write, writesSettled } from '../api/writes';
 import { countUnread, currentUser } from '../ui/state';
-import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
+import { loadProjects, namesOf, projectById, projectsError, useMembers, useProjects } from '../ui/teams';
 import { AssigneeSelect, ChoiceOptions, MemberOptions, ProjectOptions } from '../ui/options';
 import { useSubmit } from '../ui/useAction';
 import { usePager } from '../ui/usePager';
@@ -81,6 +81,7 @@ export function Tasks() {
   useEffect(() => set('project', linkedProject), [linkedProject]);
   const me = currentUser.use();
   const projects = useProjects();
+  const projectsProblem = projectsError.use();
   const q = useDebounced(filters.q.trim(), 300);
   const query = {
     ...(filters.project !== null ? { project_id: [filters.project] } : {}),
@@ -260,6 +261,10 @@ export function Tasks() {
       </form>
 
       <ErrorMessage error={conflict} action={{ label: 'Reload', run: reload }} />
+      <ErrorMessage
+        error={projectsProblem}
+        action={{ label: 'Retry loading projects', run: () => void loadProjects(true).catch(() => {}) }}
+      />
       <ErrorMessage error={list.error} action={{ label: 'Retry', run: list.loadMore }} />
       {list.loading && list.items.length === 0 && <SkeletonRows />}
       {!list.loading && !list.error && list.items.length === 0 && (

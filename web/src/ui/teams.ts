@@ -1,12 +1,14 @@
 // The caller's projects and their members, shared by the screens: loaded once, reloaded
 // after a change that alters them (create, rename, share, leave).
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, unwrap } from '../api/client';
 import { type Member, type Project, allPages } from '../api/teams';
 import { Store } from './store';
 
 /** Every project of the caller, inbox first; null before the first answer. */
 export const projects = new Store<Project[] | null>(null);
+/** Why the last load failed (shown with a Retry by the screens that need the roles). */
+export const projectsError = new Store<unknown>(null);
 let loading: Promise<Project[]> | null = null;
 
 export function loadProjects(force = false): Promise<Project[]> {
@@ -16,9 +18,15 @@ export function loadProjects(force = false): Promise<Project[]> {
   );
   loading = request;
   request.then(
-    (list) => loading === request && projects.set(list),
-    () => {
-      if (loading === request) loading = null;
+    (list) => {
+      if (loading !== request) return;
+      projectsError.set(null);
+      projects.set(list);
+    },
+    (error: unknown) => {
+      if (loading !== request) return;
+      loading = null;
+      projectsError.set(error);
     },
   );
   return request;
@@ -31,6 +39,18 @@ export function useProjects(): Project[] {
     if (list === null) void loadProjects().catch(() => {});
   }, [list === null]);
   return list ?? [];
+}
+
+/** Projects were loaded, but not this one (shared with me since): load them again, once. */
+export function useFreshProjects(list: Project[], id: number | null | undefined): void {
+  const loaded = projects.get() !== null;
+  const missing = loaded && id != null && !list.some((project) => project.id === id);
+  const asked = useRef<number | null>(null);
+  useEffect(() => {
+    if (!missing || asked.current === id) return;
+    asked.current = id ?? null;
+    void loadProjects(true).catch(() => {});
+  }, [missing, id]);
 }
 
 export function projectById(list: Project[], id: number | null | undefined): Project | undefined {
@@ -87,4 +107,5 @@ export function forgetTeams(): void {
   loading = null;
   members.clear();
   projects.set(null);
+  projectsError.set(null);
 }
