@@ -2,7 +2,7 @@
 // member may not do; assign, move, follow, comment edits; axe and screenshots of each screen.
 import { type Page, expect, test } from '@playwright/test';
 import { expectAccessible, screenshots } from './a11y';
-import { addTask, baseURL, pageProblems, registerUser, signIn, signUp, taskList, taskTitles, uniqueName } from './helpers';
+import { addTask, apiToken, baseURL, pageProblems, registerUser, signIn, signUp, taskList, taskTitles, uniqueName } from './helpers';
 
 function nav(page: Page) {
   return page.getByRole('navigation', { name: 'Main' });
@@ -77,6 +77,23 @@ test('share a project: the member sees it, roles hide controls, assign, move, fo
   await expect(a.getByText('hand ownership to another member first')).toBeVisible();
   await expectAccessible(a, 'project (owner)');
   await screenshots(a, 'project-owner');
+
+  // Settings carry If-Match: a change made meanwhile (here through the API) is a 412,
+  // shown with a Reload, never overwritten.
+  const settings = a.getByRole('form', { name: 'Project settings' });
+  const projectPath = new URL(a.url()).pathname.replace('/project/', '/projects/');
+  const changed = await fetch(`${baseURL()}${projectPath}`, {
+    method: 'PATCH',
+    headers: { Authorization: `Bearer ${await apiToken(owner)}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ description: 'Changed meanwhile' }),
+  });
+  expect(changed.status).toBe(200);
+  await settings.getByLabel('Name').fill('Launch 2027');
+  await settings.getByRole('button', { name: 'Save project' }).click();
+  await expect(settings.getByRole('alert')).toContainText('This project was changed by someone else');
+  await settings.getByRole('button', { name: 'Reload' }).click();
+  await expect(settings.getByLabel('Description')).toHaveValue('Changed meanwhile');
+  await expect(settings.getByLabel('Name')).toHaveValue('Launch');
 
   // Tasks: one in the project (the project's own task list), one in the owner's inbox.
   await a.getByRole('link', { name: 'Open its tasks' }).click();

@@ -164,6 +164,7 @@ describe('labels', () => {
     expect(projectLabel({ name: 'alice', is_inbox: true })).toBe('Inbox');
     expect(projectLabel({ name: 'Launch', is_inbox: false })).toBe('Launch');
     expect(projectLabel(undefined)).toBe('a project you left');
+    expect(projectLabel(undefined, false)).toBe('…');
   });
 
   it('names people by the members we know', () => {

@@ -84,9 +84,10 @@ export async function allPages<T>(
   return items;
 }
 
-/** A project's name for people: the inbox is "Inbox" whatever its stored name. */
-export function projectLabel(project: Pick<Project, 'name' | 'is_inbox'> | undefined): string {
-  if (!project) return 'a project you left';
+/** A project's name for people: the inbox is "Inbox" whatever its stored name; one not in
+ * the loaded list is one you left (or that was deleted); before the list is in, "…". */
+export function projectLabel(project: Pick<Project, 'name' | 'is_inbox'> | undefined, loaded = true): string {
+  if (!project) return loaded ? 'a project you left' : '…';
   return project.is_inbox ? 'Inbox' : project.name;
 }
 

@@ -3,7 +3,7 @@ import { type Notification, api, unwrap } from '../api/client';
 import { personLabel, projectLabel } from '../api/teams';
 import { ErrorMessage, LoadMore, ScreenTitle, formatDate } from '../ui/components';
 import { countUnread, currentUser, unread } from '../ui/state';
-import { namesOf, projectById, useMembers, useProjects } from '../ui/teams';
+import { namesOf, projectById, projectsLoaded, useMembers, useProjects } from '../ui/teams';
 import { useAction } from '../ui/useAction';
 import { usePager } from '../ui/usePager';
 
@@ -87,7 +87,7 @@ export function Inbox() {
                   <>
                     {' · in '}
                     <a href={`/project/${notification.project_id}`}>
-                      {projectLabel(projectById(projects, notification.project_id))}
+                      {projectLabel(projectById(projects, notification.project_id), projectsLoaded())}
                     </a>
                   </>
                 )}

@@ -21,6 +21,7 @@ import {
   namesOf,
   projectById,
   projectsError,
+  projectsLoaded,
   useFreshProjects,
   useMembers,
   useProjects,
@@ -84,7 +85,7 @@ export function TaskDetail(props: { id?: string }) {
       )}
       {task && (
         <p class="muted task-context">
-          In <a href={`/project/${task.project_id}`}>{projectLabel(project)}</a>
+          In <a href={`/project/${task.project_id}`}>{projectLabel(project, projectsLoaded())}</a>
           {project && !project.is_inbox && <> · your role: {project.role}</>} · assigned to{' '}
           {personLabel(task.assignee_id, names, me?.id ?? null)}
         </p>

@@ -77,8 +77,17 @@ export function Tasks() {
   const location = useLocation();
   const linkedProject = projectFromQuery(location.query.project);
   const [filters, setFilters] = useState<Filters>({ ...NO_FILTERS, project: linkedProject });
+  const set = <K extends keyof Filters>(name: K, value: Filters[K]) =>
+    setFilters((current) => ({ ...current, [name]: value }));
+  const chooseProject = (project: number | null) =>
+    setFilters((current) => ({
+      ...current,
+      project,
+      // A member of the old project may not be one of the new.
+      assignee: typeof current.assignee === 'number' ? 'anyone' : current.assignee,
+    }));
   // A link to another project's tasks (/?project=3) while this screen is open.
-  useEffect(() => set('project', linkedProject), [linkedProject]);
+  useEffect(() => chooseProject(linkedProject), [linkedProject]);
   const me = currentUser.use();
   const projects = useProjects();
   const projectsProblem = projectsError.use();
@@ -104,9 +113,6 @@ export function Tasks() {
     return unwrap(api.GET('/tasks', { params: { query: { ...query, ...(cursor ? { cursor } : {}) } } }));
   }, key);
   const [conflict, setConflict] = useState<unknown>(null);
-
-  const set = <K extends keyof Filters>(name: K, value: Filters[K]) =>
-    setFilters((current) => ({ ...current, [name]: value }));
 
   const toggleDone = async (task: Task) => {
     setConflict(null);
@@ -175,15 +181,7 @@ export function Tasks() {
           <select
             name="project"
             value={filters.project === null ? 'all' : String(filters.project)}
-            onChange={(e) => {
-              const value = e.currentTarget.value;
-              setFilters((current) => ({
-                ...current,
-                project: value === 'all' ? null : Number(value),
-                // A member of the old project may not be one of the new.
-                assignee: typeof current.assignee === 'number' ? 'anyone' : current.assignee,
-              }));
-            }}
+            onChange={(e) => chooseProject(projectFromQuery(e.currentTarget.value))}
           >
             <option value="all">All projects</option>
             <ProjectOptions projects={projects} />

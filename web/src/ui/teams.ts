@@ -32,6 +32,10 @@ export function loadProjects(force = false): Promise<Project[]> {
   return request;
 }
 
+export function projectsLoaded(): boolean {
+  return projects.get() !== null;
+}
+
 /** The projects, loading them on first use (errors leave the list empty). */
 export function useProjects(): Project[] {
   const list = projects.use();
