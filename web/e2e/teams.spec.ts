@@ -56,6 +56,15 @@ test('share a project: the member sees it, roles hide controls, assign, move, fo
   await expectAccessible(a, 'projects');
   await screenshots(a, 'projects');
 
+  // The owner deletes a project after a confirmation (the dialogs are accepted above).
+  await newProject.getByLabel('Name').fill('Scratch');
+  await newProject.getByRole('button', { name: 'Create project' }).click();
+  await projectList.getByRole('link', { name: 'Scratch', exact: true }).click();
+  await a.getByRole('button', { name: 'Delete project' }).click();
+  await expect(a.getByRole('heading', { name: 'Projects', level: 1 })).toBeVisible();
+  await expect(projectList.getByRole('link', { name: 'Launch', exact: true })).toBeVisible();
+  await expect(projectList.getByRole('link', { name: 'Scratch', exact: true })).toHaveCount(0);
+
   // Members: an unknown username (404), the mate as viewer, the mate again (409).
   await projectList.getByRole('link', { name: 'Launch', exact: true }).click();
   await expect(a.getByRole('heading', { name: 'Launch', level: 1 })).toBeVisible();
@@ -72,6 +81,15 @@ test('share a project: the member sees it, roles hide controls, assign, move, fo
   await addMember.getByLabel('Username').fill(mate);
   await addMember.getByRole('button', { name: 'Add member' }).click();
   await expect(addMember.getByRole('alert')).toHaveText(`${mate} is already a member of this project.`);
+  // Admin+ removes a member.
+  const extra = uniqueName('extra');
+  await registerUser(extra);
+  await addMember.getByLabel('Username').fill(extra);
+  await addMember.getByRole('button', { name: 'Add member' }).click();
+  await expect(members.getByRole('listitem')).toHaveCount(3);
+  await members.getByRole('button', { name: `Remove ${extra}` }).click();
+  await expect(a.getByText(`${extra} was removed.`)).toBeVisible();
+  await expect(members.getByRole('listitem')).toHaveCount(2);
   // The owner may not leave: no such button, and the way out is said.
   await expect(a.getByRole('button', { name: 'Leave project' })).toHaveCount(0);
   await expect(a.getByText('hand ownership to another member first')).toBeVisible();
