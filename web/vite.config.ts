@@ -23,7 +23,7 @@ function redocWithoutItsCdn(): Plugin {
 // `npm run dev`: Vite on :5173 with hot reload, the API (`make run`) behind it on :8000, so
 // the app and the API share one origin as in production (the cookie's Path=/auth works).
 const API = process.env.API_URL ?? 'http://127.0.0.1:8000';
-const API_PATHS = ['/auth', '/tasks', '/notifications', '/admin', '/health', '/openapi.json'];
+const API_PATHS = ['/auth', '/tasks', '/projects', '/notifications', '/admin', '/health', '/openapi.json'];
 
 export default defineConfig({
   plugins: [preact(), redocWithoutItsCdn()],

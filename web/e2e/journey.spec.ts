@@ -73,21 +73,21 @@ test('sign up, create, filter, sort, complete, comment, notifications, sign out,
   await screenshots(page, 'task-detail');
 
   // Notifications: created x3, completed, comment.
-  const inbox = page.getByRole('link', { name: /^Inbox/ });
+  const inbox = page.getByRole('link', { name: /^Notifications/ });
   await expect(inbox).toContainText('5');
   await inbox.click();
-  await expect(page.getByRole('heading', { name: 'Inbox' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Notifications', level: 1 })).toBeVisible();
   const notifications = page.getByRole('list', { name: 'Notifications' });
   await expect(notifications.getByRole('listitem')).toHaveCount(5);
   await expect(notifications).toContainText('Task completed: Write report');
   await expect(notifications).toContainText('New comment on Buy milk');
-  await expectAccessible(page, 'inbox');
-  await screenshots(page, 'inbox');
+  await expectAccessible(page, 'notifications');
+  await screenshots(page, 'notifications');
   await page.getByRole('button', { name: 'Mark as read: Task completed: Write report' }).click();
   await expect(inbox).toContainText('4');
   await page.getByRole('button', { name: 'Mark all as read' }).click();
   await expect(page.getByText('0 unread')).toBeVisible();
-  await expect(inbox).toHaveText('Inbox');
+  await expect(inbox).toHaveText('Notifications');
 
   // Profile: e-mail and password.
   await page.getByRole('link', { name: 'Profile' }).click();

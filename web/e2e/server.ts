@@ -58,8 +58,8 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     ACCESS_TOKEN_EXPIRE_MINUTES: '1',
     // The tests sign up many users from one address.
     RATE_LIMIT_ENABLED: 'false',
-    // Reminders (task_due_soon, task_overdue) would appear in the inbox at any moment of a
-    // test; the inbox then holds exactly what each test did.
+    // Reminders (task_due_soon, task_overdue) would appear among the notifications at any moment of a
+    // test; the notifications then hold exactly what each test did.
     JOBS_INTERVAL_SECONDS: '86400',
     // Fast hashing: the tests sign in often.
     PASSWORD_HASH_MEMORY_KIB: '8192',

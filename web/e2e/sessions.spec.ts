@@ -117,7 +117,7 @@ test('a second user never sees the first user\'s data', async ({ browser }) => {
   await expect(page.getByText('Alice private plan')).toHaveCount(0);
   await expect(page.getByText('only for alice')).toHaveCount(0);
 
-  await page.getByRole('link', { name: /^Inbox/ }).click();
+  await page.getByRole('link', { name: /^Notifications/ }).click();
   await expect(page.getByText('No notifications yet.')).toBeVisible();
   await context.close();
 });

@@ -4,6 +4,8 @@ import { session } from './api/client';
 import { Inbox } from './screens/Inbox';
 import { SignIn, SignUp } from './screens/Auth';
 import { Profile } from './screens/Profile';
+import { Project } from './screens/Project';
+import { Projects } from './screens/Projects';
 import { TaskDetail } from './screens/TaskDetail';
 import { Tasks } from './screens/Tasks';
 import { ScreenTitle } from './ui/components';
@@ -60,6 +62,8 @@ function Shell() {
         <Router>
           <Route path="/" component={Tasks} />
           <Route path="/task/:id" component={TaskDetail} />
+          <Route path="/project" component={Projects} />
+          <Route path="/project/:id" component={Project} />
           <Route path="/inbox" component={Inbox} />
           <Route path="/profile" component={Profile} />
           <Route path="/sign-in" component={SignIn} />
@@ -79,8 +83,11 @@ function Nav(props: { path: string }) {
       <a href="/" aria-current={current('/')}>
         Tasks
       </a>
+      <a href="/project" aria-current={current('/project')}>
+        Projects
+      </a>
       <a href="/inbox" aria-current={current('/inbox')}>
-        Inbox
+        Notifications
         {count !== null && count.count > 0 && (
           <span class="count" aria-label={`${count.count}${count.more ? ' or more' : ''} unread`}>
             {count.count}

@@ -58,3 +58,27 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('soon', now)).toBeNull();
   });
 });
+
+describe('describeError with the messages of a screen', () => {
+  it('says what a status means there, over the general sentence', () => {
+    const messages = { 404: 'No active user is called “zoe”.' };
+    expect(describeError(new ApiError(404, 'No active user with this username'), messages)).toBe(
+      'No active user is called “zoe”.',
+    );
+  });
+
+  it('keeps the general sentence for the other statuses', () => {
+    const messages = { 404: 'No such user.' };
+    expect(describeError(new ApiError(409, 'This user is already a member of the project'), messages)).toBe(
+      'This user is already a member of the project',
+    );
+    expect(describeError(new ApiError(429, 'x', 3), messages)).toBe('Too many requests. Try again in 3 seconds.');
+  });
+
+  it("shows the server's reason for a 403 (the role needed), or says it is the role", () => {
+    expect(describeError(new ApiError(403, 'This needs the editor role (or higher) in the project'))).toBe(
+      'This needs the editor role (or higher) in the project',
+    );
+    expect(describeError(new ApiError(403, ''))).toBe('Your role in this project does not allow this.');
+  });
+});

@@ -60,19 +60,27 @@ function seconds(n: number): string {
   return n === 1 ? '1 second' : `${n} seconds`;
 }
 
+/** What a status means on one screen, when the general sentence would mislead (a 404 of
+ * "add a member" is an unknown username, not a deleted page). */
+export type ErrorMessages = Partial<Record<number, string>>;
+
 /** The sentence shown to the user for any error thrown by a request. */
-export function describeError(error: unknown): string {
+export function describeError(error: unknown, messages: ErrorMessages = {}): string {
   if (!(error instanceof ApiError)) {
     return 'Cannot reach the server. Check your connection and try again.';
   }
   const { status, detail, retryAfter } = error;
+  const special = messages[status];
+  if (special) return special;
   switch (status) {
     case NETWORK_ERROR:
       return 'Cannot reach the server. Check your connection and try again.';
     case 401:
       return detail || 'Your session has ended. Please sign in again.';
     case 404:
-      return 'Not found: it may have been deleted.';
+      return 'Not found: it may have been deleted, or it is no longer shared with you.';
+    case 403:
+      return detail || 'Your role in this project does not allow this.';
     case 412:
       return 'This task was changed by someone else. Reload it to see the latest version.';
     case 429:

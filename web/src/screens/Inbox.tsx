@@ -1,7 +1,10 @@
 import { useState } from 'preact/hooks';
 import { type Notification, api, unwrap } from '../api/client';
+import { personLabel, projectLabel } from '../api/teams';
 import { ErrorMessage, LoadMore, ScreenTitle, formatDate } from '../ui/components';
-import { countUnread, unread } from '../ui/state';
+import { countUnread, currentUser, unread } from '../ui/state';
+import { namesOf, projectById, projectsLoaded, useMembers, useProjects } from '../ui/teams';
+import { useAction } from '../ui/useAction';
 import { usePager } from '../ui/usePager';
 
 export function Inbox() {
@@ -16,11 +19,19 @@ export function Inbox() {
       ),
     String(unreadOnly),
   );
-  const [error, setError] = useState<unknown>(null);
+  const { error, run } = useAction();
+  const me = currentUser.use();
+  const projects = useProjects();
+  // Who did it: a member of the notification's project (a project since left: by id).
+  const shared = list.items.flatMap((n) => {
+    const project = projectById(projects, n.project_id);
+    return project && !project.is_inbox ? [project.id] : [];
+  });
+  const members = useMembers(shared);
+  const names = namesOf(members.values());
 
-  const markRead = async (notification: Notification) => {
-    setError(null);
-    try {
+  const markRead = (notification: Notification) =>
+    run(async () => {
       await unwrap(
         api.POST('/notifications/{notification_id}/read', {
           params: { path: { notification_id: notification.id } },
@@ -28,26 +39,19 @@ export function Inbox() {
       );
       list.pager?.update({ ...notification, read_at: new Date().toISOString() }, !unreadOnly);
       void countUnread();
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+    });
 
-  const markAllRead = async () => {
-    setError(null);
-    try {
+  const markAllRead = () =>
+    run(async () => {
       await unwrap(api.POST('/notifications/read-all'));
       list.pager?.reset();
       void list.pager?.loadMore();
       void countUnread();
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+    });
 
   return (
     <section>
-      <ScreenTitle>Inbox</ScreenTitle>
+      <ScreenTitle>Notifications</ScreenTitle>
       <div class="row toolbar">
         <p class="muted" aria-live="polite">
           {count === null ? '' : `${count.count}${count.more ? '+' : ''} unread`}
@@ -77,7 +81,18 @@ export function Inbox() {
                   notification.message
                 )}
               </p>
-              <p class="muted">{formatDate(notification.created_at)}</p>
+              <p class="muted">
+                {formatDate(notification.created_at)}
+                {notification.project_id !== null && (
+                  <>
+                    {' · in '}
+                    <a href={`/project/${notification.project_id}`}>
+                      {projectLabel(projectById(projects, notification.project_id), projectsLoaded())}
+                    </a>
+                  </>
+                )}
+                {notification.actor_id !== null && <> · by {personLabel(notification.actor_id, names, me?.id ?? null)}</>}
+              </p>
             </div>
             {!notification.read_at && (
               <button

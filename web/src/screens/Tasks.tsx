@@ -1,15 +1,33 @@
 import { useEffect, useState } from 'preact/hooks';
+import { useLocation } from 'preact-iso';
 import { type Priority, type Schemas, type Task, api, ifMatch, unwrap } from '../api/client';
+import {
+  type AssigneeFilter,
+  type Member,
+  type Project,
+  assigneeFromValue,
+  assigneeQuery,
+  can,
+  personLabel,
+  projectFromQuery,
+  projectLabel,
+} from '../api/teams';
 import {
   ErrorMessage,
   LoadMore,
   ScreenTitle,
+  SubmitButton,
+  TagList,
   formatDate,
   fromLocalInput,
   parseTags,
+  TextField,
 } from '../ui/components';
 import { write, writesSettled } from '../api/writes';
-import { countUnread } from '../ui/state';
+import { countUnread, currentUser } from '../ui/state';
+import { loadProjects, namesOf, projectById, projectsError, useMembers, useProjects } from '../ui/teams';
+import { AssigneeSelect, ChoiceOptions, MemberOptions, ProjectOptions } from '../ui/options';
+import { useSubmit } from '../ui/useAction';
 import { usePager } from '../ui/usePager';
 
 export const PRIORITIES: Priority[] = ['low', 'medium', 'high', 'urgent'];
@@ -31,6 +49,8 @@ interface Filters {
   tag: string;
   overdue: boolean;
   sort: Schemas['TaskSort'];
+  project: number | null;
+  assignee: AssigneeFilter;
 }
 
 const NO_FILTERS: Filters = {
@@ -40,6 +60,8 @@ const NO_FILTERS: Filters = {
   tag: '',
   overdue: false,
   sort: '-created_at',
+  project: null,
+  assignee: 'anyone',
 };
 
 function useDebounced<T>(value: T, ms: number): T {
@@ -52,9 +74,27 @@ function useDebounced<T>(value: T, ms: number): T {
 }
 
 export function Tasks() {
-  const [filters, setFilters] = useState<Filters>(NO_FILTERS);
+  const location = useLocation();
+  const linkedProject = projectFromQuery(location.query.project);
+  const [filters, setFilters] = useState<Filters>({ ...NO_FILTERS, project: linkedProject });
+  const set = <K extends keyof Filters>(name: K, value: Filters[K]) =>
+    setFilters((current) => ({ ...current, [name]: value }));
+  const chooseProject = (project: number | null) =>
+    setFilters((current) => ({
+      ...current,
+      project,
+      // A member of the old project may not be one of the new.
+      assignee: typeof current.assignee === 'number' ? 'anyone' : current.assignee,
+    }));
+  // A link to another project's tasks (/?project=3) while this screen is open.
+  useEffect(() => chooseProject(linkedProject), [linkedProject]);
+  const me = currentUser.use();
+  const projects = useProjects();
+  const projectsProblem = projectsError.use();
   const q = useDebounced(filters.q.trim(), 300);
   const query = {
+    ...(filters.project !== null ? { project_id: [filters.project] } : {}),
+    ...assigneeQuery(filters.assignee, me?.id ?? null),
     limit: PAGE_SIZE,
     sort: filters.sort,
     ...(q ? { q } : {}),
@@ -65,14 +105,14 @@ export function Tasks() {
   };
   const key = JSON.stringify(query);
   const filtered = Object.keys(query).some((name) => name !== 'limit' && name !== 'sort');
+  // Names of assignees: the members of every project (short lists, cached).
+  const members = useMembers(projects.filter((p) => !p.is_inbox).map((p) => p.id));
+  const names = namesOf(members.values());
   const list = usePager<Task>(async (cursor) => {
     await writesSettled();
     return unwrap(api.GET('/tasks', { params: { query: { ...query, ...(cursor ? { cursor } : {}) } } }));
   }, key);
   const [conflict, setConflict] = useState<unknown>(null);
-
-  const set = <K extends keyof Filters>(name: K, value: Filters[K]) =>
-    setFilters((current) => ({ ...current, [name]: value }));
 
   const toggleDone = async (task: Task) => {
     setConflict(null);
@@ -106,22 +146,24 @@ export function Tasks() {
     <section>
       <ScreenTitle>Tasks</ScreenTitle>
       <NewTask
+        projects={projects}
+        members={members}
+        defaultProject={filters.project}
         onCreated={(task) => {
-          list.pager?.prepend(task);
+          if (filters.project === null || filters.project === task.project_id) list.pager?.prepend(task);
           void countUnread();
         }}
       />
       <form class="filters" role="search" aria-label="Filter and sort tasks" onSubmit={(e) => e.preventDefault()}>
-        <label class="grow">
-          Search
-          <input
-            type="search"
-            name="q"
-            placeholder="Words in the title or description"
-            value={filters.q}
-            onInput={(e) => set('q', e.currentTarget.value)}
-          />
-        </label>
+        <TextField
+          label="Search"
+          class="grow"
+          type="search"
+          name="q"
+          placeholder="Words in the title or description"
+          value={filters.q}
+          onValue={(v) => set('q', v)}
+        />
         <label>
           Status
           <select
@@ -135,14 +177,40 @@ export function Tasks() {
           </select>
         </label>
         <label>
-          Tag
-          <input
-            name="tag"
-            placeholder="e.g. work"
-            value={filters.tag}
-            onInput={(e) => set('tag', e.currentTarget.value)}
-          />
+          Project
+          <select
+            name="project"
+            value={filters.project === null ? 'all' : String(filters.project)}
+            onChange={(e) => chooseProject(projectFromQuery(e.currentTarget.value))}
+          >
+            <option value="all">All projects</option>
+            <ProjectOptions projects={projects} />
+          </select>
         </label>
+        <label>
+          Assignee
+          <select
+            name="assignee"
+            value={String(filters.assignee)}
+            onChange={(e) => set('assignee', assigneeFromValue(e.currentTarget.value))}
+          >
+            <option value="anyone">Anyone</option>
+            <option value="me">My tasks</option>
+            <option value="unassigned">Unassigned</option>
+            <MemberOptions
+              members={(filters.project !== null ? (members.get(filters.project) ?? []) : []).filter(
+                (member) => member.user_id !== me?.id,
+              )}
+            />
+          </select>
+        </label>
+        <TextField
+          label="Tag"
+          name="tag"
+          placeholder="e.g. work"
+          value={filters.tag}
+          onValue={(v) => set('tag', v)}
+        />
         <label>
           Sort
           <select
@@ -191,6 +259,10 @@ export function Tasks() {
       </form>
 
       <ErrorMessage error={conflict} action={{ label: 'Reload', run: reload }} />
+      <ErrorMessage
+        error={projectsProblem}
+        action={{ label: 'Retry loading projects', run: () => void loadProjects(true).catch(() => {}) }}
+      />
       <ErrorMessage error={list.error} action={{ label: 'Retry', run: list.loadMore }} />
       {list.loading && list.items.length === 0 && <SkeletonRows />}
       {!list.loading && !list.error && list.items.length === 0 && (
@@ -198,7 +270,14 @@ export function Tasks() {
       )}
       <ul class="task-list" aria-label="Tasks" aria-busy={list.loading}>
         {list.items.map((task) => (
-          <TaskRow task={task} key={task.id} onToggle={() => void toggleDone(task)} />
+          <TaskRow
+            task={task}
+            key={task.id}
+            project={projectById(projects, task.project_id)}
+            showProject={projects.length > 1}
+            assignee={task.assignee_id === null ? null : personLabel(task.assignee_id, names, me?.id ?? null)}
+            onToggle={() => void toggleDone(task)}
+          />
         ))}
       </ul>
       <LoadMore loading={list.loading && list.items.length > 0} done={list.done || !!list.error} onMore={list.loadMore} label="Load more tasks" />
@@ -216,14 +295,23 @@ function SkeletonRows() {
   );
 }
 
-function TaskRow(props: { task: Task; onToggle: () => void }) {
-  const { task } = props;
+function TaskRow(props: {
+  task: Task;
+  project?: Project;
+  showProject: boolean;
+  assignee: string | null;
+  onToggle: () => void;
+}) {
+  const { task, project } = props;
+  // Until the projects are in, a checkbox stays usable (the server still decides).
+  const mayEdit = !project || can.editTasks(project.role);
   const overdue = !task.completed && task.due_at !== null && new Date(task.due_at) < new Date();
   return (
     <li class={`task-row${task.completed ? ' done' : ''}`}>
       <input
         type="checkbox"
         checked={task.completed}
+        disabled={!mayEdit}
         onChange={props.onToggle}
         aria-label={`Completed: ${task.title}`}
       />
@@ -233,62 +321,74 @@ function TaskRow(props: { task: Task; onToggle: () => void }) {
         </a>
         <div class="task-meta">
           <span class={`badge priority-${task.priority}`}>{task.priority}</span>
+          {project && props.showProject && (
+            <span class="project-badge">
+              <span class="visually-hidden">Project: </span>
+              {projectLabel(project)}
+            </span>
+          )}
+          {props.assignee && <span>→ {props.assignee}</span>}
           {task.due_at && (
             <span class={overdue ? 'overdue' : ''}>
               {overdue ? 'Overdue: ' : 'Due '}
               {formatDate(task.due_at)}
             </span>
           )}
-          {task.tags.map((tag) => (
-            <span class="tag" key={tag}>
-              #{tag}
-            </span>
-          ))}
+          <TagList tags={task.tags} />
         </div>
       </div>
     </li>
   );
 }
 
-function NewTask(props: { onCreated: (task: Task) => void }) {
+function NewTask(props: {
+  projects: Project[];
+  members: Map<number, Member[]>;
+  defaultProject: number | null;
+  onCreated: (task: Task) => void;
+}) {
+  const writable = props.projects.filter((project) => can.editTasks(project.role));
+  const inbox = writable.find((project) => project.is_inbox);
+  const preferred = writable.find((project) => project.id === props.defaultProject) ?? inbox;
+  const [projectId, setProjectId] = useState<number | null>(null);
+  const target = projectId ?? preferred?.id ?? null;
+  const [assignee, setAssignee] = useState<number | null>(null);
+  const candidates = target === null ? [] : (props.members.get(target) ?? []);
   const [title, setTitle] = useState('');
   const [priority, setPriority] = useState<Priority>('medium');
   const [due, setDue] = useState('');
   const [tags, setTags] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const body = { title, priority, description: '', due_at: fromLocalInput(due), tags: parseTags(tags) };
-      const task = await write(unwrap(api.POST('/tasks', { body })));
-      props.onCreated(task);
-      setTitle('');
-      setDue('');
-      setTags('');
-      setPriority('medium');
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const body = {
+      title,
+      priority,
+      description: '',
+      due_at: fromLocalInput(due),
+      tags: parseTags(tags),
+      ...(target !== null ? { project_id: target } : {}),
+      ...(assignee !== null ? { assignee_id: assignee } : {}),
+    };
+    const task = await write(unwrap(api.POST('/tasks', { body })));
+    props.onCreated(task);
+    setTitle('');
+    setDue('');
+    setTags('');
+    setPriority('medium');
+    setAssignee(null);
+  });
   return (
     <form class="card new-task" onSubmit={submit} aria-labelledby="new-task-title">
       <h2 id="new-task-title">New task</h2>
       <div class="row">
-        <label class="grow">
-          Title
-          <input
-            name="title"
-            required
-            maxLength={200}
-            value={title}
-            onInput={(e) => setTitle(e.currentTarget.value)}
-          />
-        </label>
+        <TextField
+          label="Title"
+          class="grow"
+          name="title"
+          required
+          maxLength={200}
+          value={title}
+          onValue={setTitle}
+        />
         <label>
           Priority
           <select
@@ -296,36 +396,30 @@ function NewTask(props: { onCreated: (task: Task) => void }) {
             value={priority}
             onChange={(e) => setPriority(e.currentTarget.value as Priority)}
           >
-            {PRIORITIES.map((p) => (
-              <option value={p} key={p}>
-                {p}
-              </option>
-            ))}
+            <ChoiceOptions values={PRIORITIES} />
           </select>
         </label>
-        <label>
-          Due
-          <input
-            type="datetime-local"
-            name="due"
-            value={due}
-            onInput={(e) => setDue(e.currentTarget.value)}
-          />
-        </label>
-        <label>
-          Tags
-          <input
-            name="tags"
-            placeholder="work, home"
-            value={tags}
-            onInput={(e) => setTags(e.currentTarget.value)}
-          />
-        </label>
+        <TextField label="Due" type="datetime-local" name="due" value={due} onValue={setDue} />
+        <TextField label="Tags" name="tags" placeholder="work, home" value={tags} onValue={setTags} />
+        {writable.length > 1 && (
+          <label>
+            Project
+            <select
+              name="project"
+              value={target === null ? '' : String(target)}
+              onChange={(e) => {
+                setProjectId(Number(e.currentTarget.value));
+                setAssignee(null);
+              }}
+            >
+              <ProjectOptions projects={writable} />
+            </select>
+          </label>
+        )}
+        {candidates.length > 1 && <AssigneeSelect members={candidates} value={assignee} onChange={setAssignee} />}
       </div>
       <ErrorMessage error={error} />
-      <button type="submit" disabled={busy}>
-        {busy ? 'Adding…' : 'Add task'}
-      </button>
+      <SubmitButton busy={busy} label="Add task" busyLabel="Adding…" />
     </form>
   );
 }

@@ -1,22 +1,52 @@
-import type { ComponentChildren } from 'preact';
+import type { ComponentChildren, InputHTMLAttributes, PartialInputHTMLAttributes } from 'preact';
 import { useEffect, useRef } from 'preact/hooks';
-import { describeError } from '../api/errors';
+import { type ErrorMessages, describeError } from '../api/errors';
 
 /** An error message read out by screen readers, with an optional action (Retry, Reload). */
 export function ErrorMessage(props: {
   error: unknown;
   action?: { label: string; run: () => void };
+  messages?: ErrorMessages;
 }) {
   if (!props.error) return null;
   return (
     <div class="alert alert-error" role="alert">
-      <span>{describeError(props.error)}</span>
+      <span>{describeError(props.error, props.messages)}</span>
       {props.action && (
         <button type="button" class="button-secondary" onClick={props.action.run}>
           {props.action.label}
         </button>
       )}
     </div>
+  );
+}
+
+type InputProps = Omit<PartialInputHTMLAttributes<HTMLInputElement>, 'value' | 'onInput' | 'label' | 'class' | 'role'>;
+
+/** A labelled text input (the label wraps it, so it names the input). */
+export function TextField(
+  props: InputProps & { label: ComponentChildren; value: string; onValue: (value: string) => void; class?: string },
+) {
+  const { label, value, onValue, class: className, ...input } = props;
+  return (
+    <label class={className}>
+      {label}
+      {/* Preact types an input's attributes per `type`; these are checked above. */}
+      <input
+        {...(input as InputHTMLAttributes<HTMLInputElement>)}
+        value={value}
+        onInput={(e) => onValue(e.currentTarget.value)}
+      />
+    </label>
+  );
+}
+
+/** A form's submit button, disabled with a "…ing" label while its request runs. */
+export function SubmitButton(props: { busy: boolean; label: string; busyLabel: string }) {
+  return (
+    <button type="submit" disabled={props.busy}>
+      {props.busy ? props.busyLabel : props.label}
+    </button>
   );
 }
 
@@ -97,4 +127,16 @@ export function parseTags(value: string): string[] {
     .map((tag) => tag.trim().toLowerCase())
     .filter(Boolean);
   return [...new Set(tags)];
+}
+
+export function TagList(props: { tags: string[] }) {
+  return (
+    <>
+      {props.tags.map((tag) => (
+        <span class="tag" key={tag}>
+          #{tag}
+        </span>
+      ))}
+    </>
+  );
 }

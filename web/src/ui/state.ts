@@ -1,7 +1,9 @@
 // Small shared state for the screens: the session, the signed-in user, the unread count.
 import { useEffect, useState } from 'preact/hooks';
+import { Store } from './store';
 import { type User, api, session, unwrap } from '../api/client';
 import type { SessionSnapshot } from '../auth/session';
+import { forgetTeams } from './teams';
 
 export function useSession(): SessionSnapshot {
   const [snapshot, setSnapshot] = useState(session.state);
@@ -13,31 +15,6 @@ export function useSession(): SessionSnapshot {
     return unsubscribe;
   }, []);
   return snapshot;
-}
-
-type Listener = () => void;
-
-/** A value that components can watch (no library needed for three of them). */
-class Store<T> {
-  private listeners = new Set<Listener>();
-  constructor(private value: T) {}
-  get(): T {
-    return this.value;
-  }
-  set(value: T): void {
-    this.value = value;
-    for (const listener of this.listeners) listener();
-  }
-  use(): T {
-    const [, setTick] = useState(0);
-    useEffect(() => {
-      const listener = () => setTick((tick) => tick + 1);
-      this.listeners.add(listener);
-      listener(); // a change made before this effect ran
-      return () => this.listeners.delete(listener);
-    }, []);
-    return this.value;
-  }
 }
 
 export const currentUser = new Store<User | null>(null);
@@ -64,5 +41,6 @@ session.subscribe((snapshot) => {
   if (snapshot.status === 'signed-out') {
     currentUser.set(null);
     unread.set(null);
+    forgetTeams();
   }
 });
