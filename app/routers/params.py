@@ -13,7 +13,7 @@ NotificationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The notificat
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The user's id")]
 ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="The project's id")]
 
-# The largest value of a task's `version` column (a 32-bit integer).
+# The largest value of a `version` column (a 32-bit integer).
 MAX_VERSION = 2_147_483_647
 # Versions start at 1: an If-Match we never issued demands this one, which nothing has.
 NEVER_MATCHES = 0
@@ -22,7 +22,10 @@ NEVER_MATCHES = 0
 async def parse_if_match(
     if_match: Annotated[
         str | None,
-        Header(description='The task\'s version as its ETag, e.g. `"3"`; `*` matches any'),
+        Header(
+            description='The version of the task or project as its ETag, e.g. `"3"`; '
+            "`*` matches any"
+        ),
     ] = None,
 ) -> int | None:
     """The version an If-Match header demands, or None for "any version".

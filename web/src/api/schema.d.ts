@@ -1812,7 +1812,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
@@ -1908,7 +1908,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
@@ -2655,7 +2655,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
@@ -2742,7 +2742,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
