@@ -19,6 +19,7 @@ from fastapi import Depends, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.database import UnitOfWork
+from app.core.logging import request_id_var
 from app.core.exceptions import (
     AuthenticationError,
     PermissionDeniedError,
@@ -31,15 +32,19 @@ from app.repositories.comment import CommentRepository
 from app.repositories.notification import NotificationRepository
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
+from app.repositories.task_event import TaskEventRepository
+from app.repositories.trash import TrashRepository
 from app.repositories.user import UserRepository
 from app.resources import Resources, ResourcesDep
 from app.services.admin import ADMIN_REQUIRED, AdminService
 from app.services.auth import AuthService
 from app.services.comment import CommentService
 from app.services.health import HealthService
+from app.services.history import HistoryService
 from app.services.notification import NotificationService
 from app.services.project import ProjectService
 from app.services.task import TaskService
+from app.services.trash import TrashService
 from app.services.user import UserService
 
 # Every dependency below is `async def` although none awaits: FastAPI runs a plain `def`
@@ -104,6 +109,14 @@ def build_notification_service(uow: UnitOfWork, resources: Resources) -> Notific
     )
 
 
+def build_history_service(uow: UnitOfWork, resources: Resources) -> HistoryService:
+    # The request's id, set by RequestContextMiddleware: read here, at the top, and handed
+    # down, so the services and repositories below read no hidden state.
+    return HistoryService(
+        TaskEventRepository(uow.session), resources.cursor_codec, request_id=request_id_var.get()
+    )
+
+
 def build_task_service(
     uow: UnitOfWork, resources: Resources, notifications: NotificationService
 ) -> TaskService:
@@ -112,6 +125,13 @@ def build_task_service(
         ProjectRepository(uow.session),
         resources.cursor_codec,
         notifications,
+        build_history_service(uow, resources),
+    )
+
+
+def build_trash_service(uow: UnitOfWork, resources: Resources) -> TrashService:
+    return TrashService(
+        TrashRepository(uow.session), resources.cursor_codec, build_history_service(uow, resources)
     )
 
 
@@ -182,6 +202,14 @@ async def get_read_comment_service(uow: ReadUnitOfWork, resources: ResourcesDep)
     return build_comment_service(uow, resources)
 
 
+async def get_trash_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> TrashService:
+    return build_trash_service(uow, resources)
+
+
+async def get_read_trash_service(uow: ReadUnitOfWork, resources: ResourcesDep) -> TrashService:
+    return build_trash_service(uow, resources)
+
+
 async def get_project_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> ProjectService:
     return build_project_service(uow, resources)
 
@@ -210,6 +238,8 @@ TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 ReadTaskServiceDep = Annotated[TaskService, Depends(get_read_task_service)]
 CommentServiceDep = Annotated[CommentService, Depends(get_comment_service)]
 ReadCommentServiceDep = Annotated[CommentService, Depends(get_read_comment_service)]
+TrashServiceDep = Annotated[TrashService, Depends(get_trash_service)]
+ReadTrashServiceDep = Annotated[TrashService, Depends(get_read_trash_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
 ReadProjectServiceDep = Annotated[ProjectService, Depends(get_read_project_service)]
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]

@@ -12,6 +12,7 @@ from app.models.notification import (
 from app.models.project import Project, ProjectMember, Role
 from app.models.refresh_token import RefreshToken
 from app.models.task import Priority, Task, TaskFollower, TaskTag
+from app.models.task_event import TaskEvent, TaskEventKind
 from app.models.user import User
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "RefreshToken",
     "Role",
     "Task",
+    "TaskEvent",
+    "TaskEventKind",
     "TaskFollower",
     "TaskTag",
     "User",
