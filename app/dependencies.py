@@ -15,20 +15,22 @@ tests/unit/test_route_modes.py checks every route against this.
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.database import UnitOfWork
-from app.core.logging import request_id_var
 from app.core.exceptions import (
     AuthenticationError,
     PermissionDeniedError,
 )
+from app.core.logging import request_id_var
 from app.core.security import TokenClaims
+from app.idempotency import HEADER, KEY_PATTERN, claim_idempotency_key
 from app.models import User
 from app.rate_limiting import limit_per_user
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
 from app.repositories.comment import CommentRepository
+from app.repositories.idempotency import IdempotencyRepository
 from app.repositories.notification import NotificationRepository
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
@@ -41,6 +43,7 @@ from app.services.auth import AuthService
 from app.services.comment import CommentService
 from app.services.health import HealthService
 from app.services.history import HistoryService
+from app.services.idempotency import IdempotencyService
 from app.services.notification import NotificationService
 from app.services.project import ProjectService
 from app.services.task import TaskService
@@ -267,14 +270,35 @@ async def _authenticate(
     return user, claims
 
 
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        pattern=KEY_PATTERN,
+        description="1-255 visible ASCII characters: a retry with the same key and request "
+        "gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user",
+    ),
+]
+
+
 async def get_current_auth(
     token: BearerToken,
     auth: AuthServiceDep,
+    uow: WriteUnitOfWork,
     resources: ResourcesDep,
+    request: Request,
     response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> tuple[User, TokenClaims]:
-    """The real user row, in the write route's transaction."""
-    return await _authenticate(token, auth, cached=False, resources=resources, response=response)
+    """The real user row, in the write route's transaction; with an Idempotency-Key, the
+    key held (or answered) in that transaction too (app/idempotency.py)."""
+    user, claims = await _authenticate(
+        token, auth, cached=False, resources=resources, response=response
+    )
+    if idempotency_key is not None:
+        service = IdempotencyService(IdempotencyRepository(uow.session))
+        await claim_idempotency_key(request, idempotency_key, user_id=user.id, service=service)
+    return user, claims
 
 
 async def get_cached_auth(

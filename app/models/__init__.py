@@ -3,6 +3,7 @@
 from app.models.auth_session import AuthSession
 from app.models.base import Base
 from app.models.comment import Comment
+from app.models.idempotency_key import IdempotencyKey
 from app.models.notification import (
     DeliveryStatus,
     Notification,
@@ -20,6 +21,7 @@ __all__ = [
     "Base",
     "Comment",
     "DeliveryStatus",
+    "IdempotencyKey",
     "Notification",
     "NotificationDelivery",
     "NotificationKind",

@@ -7,8 +7,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    and_,
     TypeDecorator,
+    and_,
     func,
     literal_column,
 )

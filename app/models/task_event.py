@@ -33,9 +33,7 @@ class TaskEvent(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
     # The task's project when the event happened (a move records the new one).
     project_id: Mapped[int]
-    actor_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user_account.id", ondelete="SET NULL")
-    )
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(20))
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The comment of a `commented` / `comment_deleted` event (not a foreign key: a deleted

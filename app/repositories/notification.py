@@ -2,7 +2,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.models import (
@@ -146,9 +157,7 @@ class NotificationRepository(Repository[Notification]):
             literal(message_prefix) + Task.title,
             literal(now, Notification.created_at.type),
             Task.due_at,
-        ).where(
-            Task.completed.is_(False), Task.deleted_at.is_(None), Task.due_at.is_not(None), due
-        )
+        ).where(Task.completed.is_(False), Task.deleted_at.is_(None), Task.due_at.is_not(None), due)
         columns = [
             "user_id",
             "task_id",

@@ -41,7 +41,9 @@ class TrashRepository(Repository[Task]):
         rows = (await self.session.execute(statement)).all()
         return [TrashedTask(TaskRecord._make(row[:-2]), row[-2], row[-1]) for row in rows]
 
-    async def role_and_deleter(self, task_id: int, *, user_id: int) -> tuple[Role, int | None] | None:
+    async def role_and_deleter(
+        self, task_id: int, *, user_id: int
+    ) -> tuple[Role, int | None] | None:
         """The user's role in a trashed task's project and who trashed it; None when the
         task is not in the trash or the user is not a member (it does not exist for them)."""
         statement = (

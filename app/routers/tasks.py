@@ -4,6 +4,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from app.core.metrics import TASKS_CREATED
 from app.dependencies import CachedUser, CurrentUser, ReadTaskServiceDep, TaskServiceDep
+from app.idempotency import IdempotentRoute
 from app.routers.params import IfMatch, TaskId
 from app.routers.responses import ASSIGNEE_ERRORS, BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.common import PageQuery
@@ -17,7 +18,12 @@ from app.schemas.task import (
     TaskUpdate,
 )
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429, 503))
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    responses=error_responses(401, 429, 503),
+    route_class=IdempotentRoute,
+)
 
 
 def set_etag(response: Response, version: int) -> None:

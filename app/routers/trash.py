@@ -3,13 +3,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.dependencies import CachedUser, CurrentUser, ReadTrashServiceDep, TrashServiceDep
+from app.idempotency import IdempotentRoute
 from app.routers.params import TaskId
 from app.routers.responses import CURSOR_ERRORS, error_responses
 from app.routers.tasks import set_etag
 from app.schemas.common import PageQuery
 from app.schemas.task import TaskRead, TrashedTaskRead, TrashPage
 
-router = APIRouter(prefix="/trash", tags=["trash"], responses=error_responses(401, 429, 503))
+router = APIRouter(
+    prefix="/trash",
+    tags=["trash"],
+    responses=error_responses(401, 429, 503),
+    route_class=IdempotentRoute,
+)
 
 
 @router.get("", response_model=TrashPage, responses=CURSOR_ERRORS)
@@ -27,9 +33,7 @@ async def list_trash(
     return TrashPage(items=items, next_cursor=page.next_cursor)
 
 
-@router.post(
-    "/{task_id}/restore", response_model=TaskRead, responses=error_responses(403, 404)
-)
+@router.post("/{task_id}/restore", response_model=TaskRead, responses=error_responses(403, 404))
 async def restore_task(
     task_id: TaskId, user: CurrentUser, trash: TrashServiceDep, response: Response
 ) -> TaskRead:

@@ -10,7 +10,9 @@ from app.schemas.common import Page, ResponseModel
 class TaskEventRead(ResponseModel):
     id: int
     task_id: int
-    actor_id: int | None = Field(description="Who made the change (null once their account is gone)")
+    actor_id: int | None = Field(
+        description="Who made the change (null once their account is gone)"
+    )
     kind: TaskEventKind
     changes: dict[str, Any] = Field(
         description='Each changed field as `{"from": ..., "to": ...}`; `{}` when none'

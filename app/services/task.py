@@ -99,7 +99,9 @@ class TaskService:
         )
         return task
 
-    async def list_history(self, user: User, task_id: int, page: PageQuery) -> PageResult[TaskEvent]:
+    async def list_history(
+        self, user: User, task_id: int, page: PageQuery
+    ) -> PageResult[TaskEvent]:
         """Viewer+: the task's events, oldest first."""
         return await self.history.list_events(await self.get_task(user, task_id), page)
 

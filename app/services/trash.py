@@ -33,7 +33,9 @@ class TrashService:
     async def restore(self, user: User, task_id: int) -> TaskRecord:
         """Editor+: the task, its comments and history are back, with a new version. A task
         whose project was deleted went with it: a 404."""
-        restored = await self.trash.restore_for_user(task_id, user_id=user.id, now=datetime.now(UTC))
+        restored = await self.trash.restore_for_user(
+            task_id, user_id=user.id, now=datetime.now(UTC)
+        )
         if restored is None:
             found = await self.trash.role_and_deleter(task_id, user_id=user.id)
             if found is None:
