@@ -54,10 +54,14 @@ async def titles(http: httpx.AsyncClient, headers: Headers) -> Counter[str]:
     return Counter(task["title"] for task in listed.json()["items"])
 
 
+@pytest.mark.parametrize("with_redis", [False, True], ids=["without-redis", "with-redis"])
 async def test_twenty_duplicates_in_parallel_make_one_task(
-    scratch_database_url: str, tmp_path: Path
+    scratch_database_url: str, tmp_path: Path, request: pytest.FixtureRequest, with_redis: bool
 ) -> None:
-    server = await start_server(scratch_database_url, tmp_path, workers=2)
+    """Redis plays no part in the keys (the database holds them): the same with it (the
+    identity cache, Celery) as without."""
+    env = {"REDIS_URL": request.getfixturevalue("redis_url")} if with_redis else None
+    server = await start_server(scratch_database_url, tmp_path, workers=2, env=env)
     try:
         async with plain_client(server) as http:
             headers = {**await signed_in(http), "Idempotency-Key": "twenty"}
