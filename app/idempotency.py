@@ -15,7 +15,7 @@ The claim travels in the scope because the route class and the dependency meet n
 else; it is typed and read only here.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -70,11 +70,11 @@ class IdempotentRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        if self.methods & UNSAFE_METHODS and _takes_the_key(self):
+        if self.methods and self.methods & UNSAFE_METHODS and _takes_the_key(self):
             self.responses = {**_KEY_RESPONSES, **self.responses}
             self.responses.setdefault(422, _KEY_422)
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:

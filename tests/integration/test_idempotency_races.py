@@ -124,12 +124,17 @@ async def postgres_task_lock(database_url: str) -> AsyncIterator[asyncpg.Connect
         await connection.close()
 
 
-async def blocked_on_the_lock(connection: asyncpg.Connection) -> bool:
-    waiting = await connection.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND query LIKE 'INSERT INTO task %'"
-    )
-    return bool(waiting)
+async def wait_until_blocked(connection: asyncpg.Connection) -> None:
+    """Until a backend waits for the lock with its INSERT INTO task (bounded)."""
+    for _ in range(int(REQUEST_TIMEOUT_SECONDS / 0.05)):
+        waiting = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'INSERT INTO task %'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the request never reached the INSERT")
 
 
 async def post_until_not_busy(
@@ -168,9 +173,7 @@ async def test_a_key_after_the_server_was_killed_mid_request(
                     pending = asyncio.create_task(
                         http.post("/tasks", json={"title": "cut"}, headers=cut)
                     )
-                    async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
-                        while not await blocked_on_the_lock(locked):
-                            await asyncio.sleep(0.05)
+                    await wait_until_blocked(locked)
                     kill(server)
                     with pytest.raises(httpx.TransportError):
                         await pending
