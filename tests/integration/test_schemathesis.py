@@ -62,6 +62,8 @@ DOCUMENTED_REFUSALS = {
     "GET /admin/users": {422},
     "GET /projects": {422},
     "GET /projects/{project_id}/members": {422},
+    "GET /trash": {422},
+    "GET /tasks/{task_id}/history": {422},
     # The only project a fresh user has is their inbox: it cannot be renamed, deleted or
     # shared, and its owner cannot leave (API.md: 400).
     "PATCH /projects/{project_id}": {400, 412},
