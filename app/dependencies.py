@@ -15,7 +15,7 @@ tests/unit/test_route_modes.py checks every route against this.
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.database import UnitOfWork
@@ -23,23 +23,31 @@ from app.core.exceptions import (
     AuthenticationError,
     PermissionDeniedError,
 )
+from app.core.logging import request_id_var
 from app.core.security import TokenClaims
+from app.idempotency import HEADER, KEY_PATTERN, claim_idempotency_key
 from app.models import User
 from app.rate_limiting import limit_per_user
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
 from app.repositories.comment import CommentRepository
+from app.repositories.idempotency import IdempotencyRepository
 from app.repositories.notification import NotificationRepository
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
+from app.repositories.task_event import TaskEventRepository
+from app.repositories.trash import TrashRepository
 from app.repositories.user import UserRepository
 from app.resources import Resources, ResourcesDep
 from app.services.admin import ADMIN_REQUIRED, AdminService
 from app.services.auth import AuthService
 from app.services.comment import CommentService
 from app.services.health import HealthService
+from app.services.history import HistoryService
+from app.services.idempotency import IdempotencyService
 from app.services.notification import NotificationService
 from app.services.project import ProjectService
 from app.services.task import TaskService
+from app.services.trash import TrashService
 from app.services.user import UserService
 
 # Every dependency below is `async def` although none awaits: FastAPI runs a plain `def`
@@ -104,6 +112,14 @@ def build_notification_service(uow: UnitOfWork, resources: Resources) -> Notific
     )
 
 
+def build_history_service(uow: UnitOfWork, resources: Resources) -> HistoryService:
+    # The request's id, set by RequestContextMiddleware: read here, at the top, and handed
+    # down, so the services and repositories below read no hidden state.
+    return HistoryService(
+        TaskEventRepository(uow.session), resources.cursor_codec, request_id=request_id_var.get()
+    )
+
+
 def build_task_service(
     uow: UnitOfWork, resources: Resources, notifications: NotificationService
 ) -> TaskService:
@@ -112,6 +128,13 @@ def build_task_service(
         ProjectRepository(uow.session),
         resources.cursor_codec,
         notifications,
+        build_history_service(uow, resources),
+    )
+
+
+def build_trash_service(uow: UnitOfWork, resources: Resources) -> TrashService:
+    return TrashService(
+        TrashRepository(uow.session), resources.cursor_codec, build_history_service(uow, resources)
     )
 
 
@@ -182,6 +205,14 @@ async def get_read_comment_service(uow: ReadUnitOfWork, resources: ResourcesDep)
     return build_comment_service(uow, resources)
 
 
+async def get_trash_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> TrashService:
+    return build_trash_service(uow, resources)
+
+
+async def get_read_trash_service(uow: ReadUnitOfWork, resources: ResourcesDep) -> TrashService:
+    return build_trash_service(uow, resources)
+
+
 async def get_project_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> ProjectService:
     return build_project_service(uow, resources)
 
@@ -210,6 +241,8 @@ TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 ReadTaskServiceDep = Annotated[TaskService, Depends(get_read_task_service)]
 CommentServiceDep = Annotated[CommentService, Depends(get_comment_service)]
 ReadCommentServiceDep = Annotated[CommentService, Depends(get_read_comment_service)]
+TrashServiceDep = Annotated[TrashService, Depends(get_trash_service)]
+ReadTrashServiceDep = Annotated[TrashService, Depends(get_read_trash_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
 ReadProjectServiceDep = Annotated[ProjectService, Depends(get_read_project_service)]
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
@@ -237,14 +270,35 @@ async def _authenticate(
     return user, claims
 
 
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        pattern=KEY_PATTERN,
+        description="1-255 visible ASCII characters: a retry with the same key and request "
+        "gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user",
+    ),
+]
+
+
 async def get_current_auth(
     token: BearerToken,
     auth: AuthServiceDep,
+    uow: WriteUnitOfWork,
     resources: ResourcesDep,
+    request: Request,
     response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> tuple[User, TokenClaims]:
-    """The real user row, in the write route's transaction."""
-    return await _authenticate(token, auth, cached=False, resources=resources, response=response)
+    """The real user row, in the write route's transaction; with an Idempotency-Key, the
+    key held (or answered) in that transaction too (app/idempotency.py)."""
+    user, claims = await _authenticate(
+        token, auth, cached=False, resources=resources, response=response
+    )
+    if idempotency_key is not None:
+        service = IdempotencyService(IdempotencyRepository(uow.session))
+        await claim_idempotency_key(request, idempotency_key, user_id=user.id, service=service)
+    return user, claims
 
 
 async def get_cached_auth(

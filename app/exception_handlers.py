@@ -7,13 +7,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.core import exceptions as errors
 from app.core.database import is_database_unavailable
+from app.services.idempotency import ReplayStoredResponse
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,24 @@ async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, errors.RateLimitedError):
         headers = rate_limit_headers(exc)
+    elif isinstance(exc, errors.RetryLaterConflictError):
+        headers = {"Retry-After": str(exc.retry_after)}
     logger.info("%s: %s", type(exc).__name__, exc.detail)
     return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
+
+
+async def handle_replay(_request: Request, exc: Exception) -> Response:
+    """The stored response of an earlier request with the same Idempotency-Key."""
+    assert isinstance(exc, ReplayStoredResponse)
+    stored = exc.response
+    headers = {"Idempotent-Replayed": "true"}
+    if stored.location is not None:
+        headers["Location"] = stored.location
+    if stored.etag is not None:
+        headers["ETag"] = stored.etag
+    return Response(
+        stored.body, status_code=stored.status_code, headers=headers, media_type=stored.content_type
+    )
 
 
 def rate_limit_headers(exc: errors.RateLimitedError) -> dict[str, str]:
@@ -148,6 +165,7 @@ def allowed_methods(request: Request) -> str:
 
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, handle_domain_error)
+    app.add_exception_handler(ReplayStoredResponse, handle_replay)
     app.add_exception_handler(RequestValidationError, handle_request_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     # asyncpg raises connect failures as plain OSError (refused, timed out); the rest arrive

@@ -36,7 +36,17 @@ from app.middleware import (
     TrustedHostMiddleware,
 )
 from app.resources import Resources
-from app.routers import admin, auth, comments, health, metrics, notifications, projects, tasks
+from app.routers import (
+    admin,
+    auth,
+    comments,
+    health,
+    metrics,
+    notifications,
+    projects,
+    tasks,
+    trash,
+)
 from app.services.notification import EmailPolicy
 from app.web import add_docs_pages, serve_web_app
 from app.workers.jobs import JobContext
@@ -163,6 +173,7 @@ def create_app(
     app.include_router(projects.router)
     app.include_router(tasks.router)
     app.include_router(comments.router)
+    app.include_router(trash.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
     if settings.METRICS_ENABLED:

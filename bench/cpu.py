@@ -1,7 +1,7 @@
 """CPU time per request, ours and the ceiling's: the figure a shared, noisy machine cannot blur.
 
-    python bench/cpu.py [list list-50p get me post patch] [--seconds 5] [--connections 32]
-                        [--scale]
+    python bench/cpu.py [list list-50p get me post patch post-key patch-key] [--seconds 5]
+                        [--connections 32] [--base CHECKOUT] [--scale]
 
 Run after `make bench` or `make bench-quick` (it reuses the `task_manager_bench` database
 and the token pools in .bench/pools/pg). Starts the no-database ceiling and our PostgreSQL
@@ -12,6 +12,11 @@ second on a machine that other work also loads swing by tens of percent; CPU mil
 per request barely move, and `ceiling CPU / our CPU` estimates the share of the ceiling a
 quiet machine would show (the server being CPU-bound). Writes
 bench/results/<timestamp>-cpu.json and prints a markdown table.
+
+`--base CHECKOUT` also runs another checkout's code (e.g. main, before a change) on the same
+database, two workers, in the same run: each scenario it knows is measured on it too, and
+the table gives ours ÷ base. `post-key` / `patch-key` are POST / PATCH with an
+Idempotency-Key of their own per request; the table gives them ÷ the same write without.
 """
 
 import argparse
@@ -117,6 +122,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--scale", action="store_true", help="the 1M cases against the small")
+    parser.add_argument("--base", type=Path, help="another checkout, measured in the same run")
     args = parser.parse_args()
     pools = run.WORK / "pools" / "pg"
     if not (pools / f"user{run.LIST_USER}.tsv").exists():
@@ -124,21 +130,29 @@ def main() -> None:
     cfg = run.Settings(duration=args.seconds, reps=1, warmup=2,
                        connections=(args.connections,), wrk=run.ensure_wrk())  # fmt: skip
     ceiling = run.ceiling_server(2)
-    ours = run.app_server("cpu-pg-2w", f"{run.POSTGRES}/{run.PG_DB}", 2, redis=True)
+    url = f"{run.POSTGRES}/{run.PG_DB}"
+    ours = run.app_server("cpu-pg-2w", url, 2, redis=True)
+    base = run.base_server("cpu-base-pg-2w", args.base, url, 2, redis=True) if args.base else None
     rows = []
     scale: list[dict[str, Any]] = []
     try:
         ceiling.start()
         ours.start()
+        if base is not None:
+            base.start()
         if args.scale:
             scale = scale_rows(cfg, ours)
         for scenario in args.scenarios:
-            pool = pools / f"user{run.scenario_user(scenario, run.SMALL)}.tsv"
+            plain = scenario.removesuffix("-key")
+            pool = pools / f"user{run.scenario_user(plain, run.SMALL)}.tsv"
             row = {
                 "scenario": run.LABELS.get(scenario, scenario),
+                "key": scenario,
                 "ours": measure(cfg, ours, scenario, pool, run.PG_DB),
-                "ceiling": measure(cfg, ceiling, scenario, pool, None),
+                "ceiling": measure(cfg, ceiling, plain, pool, None),
             }
+            if base is not None and scenario == plain:
+                row["base"] = measure(cfg, base, scenario, pool, run.PG_DB)
             own, ceiling_cpu = row["ours"]["server_cpu_ms"], row["ceiling"]["server_cpu_ms"]
             row["ceiling_cpu_over_ours_pct"] = round(100 * ceiling_cpu / own, 1) if own else None
             rows.append(row)
@@ -169,7 +183,39 @@ def main() -> None:
         o, c, share = row["ours"], row["ceiling"], row["ceiling_cpu_over_ours_pct"]
         print(f"| {row['scenario']} | {o['server_cpu_ms']:.2f} | {o['postgres_cpu_ms']:.2f} | "
               f"{c['server_cpu_ms']:.2f} | {share}% | {o['rps']} |")  # fmt: skip
+    print_ratios(rows)
+    print_scale(scale)
 
+
+def total_cpu(measured: dict[str, Any]) -> float:
+    return float(measured["server_cpu_ms"] + measured["postgres_cpu_ms"])
+
+
+def print_ratios(rows: list[dict[str, Any]]) -> None:
+    """Ours ÷ base (same scenario), and a keyed write ÷ the same write without a key."""
+    by_key = {row["key"]: row for row in rows}
+    lines = []
+    for row in rows:
+        if "base" in row:
+            o, b = row["ours"], row["base"]
+            lines.append(
+                f"| {row['scenario']}: ours ÷ base | {o['server_cpu_ms'] / b['server_cpu_ms']:.2f} "
+                f"| {total_cpu(o) / total_cpu(b):.2f} | {o['rps']} vs {b['rps']} |"
+            )
+        plain = by_key.get(row["key"].removesuffix("-key"))
+        if row["key"].endswith("-key") and plain is not None:
+            o, p = row["ours"], plain["ours"]
+            lines.append(
+                f"| {row['scenario']} ÷ without | {o['server_cpu_ms'] / p['server_cpu_ms']:.2f} "
+                f"| {total_cpu(o) / total_cpu(p):.2f} | {o['rps']} vs {p['rps']} |"
+            )
+    if lines:
+        print("\n| ratio | server CPU | server + PostgreSQL CPU | req/s |")
+        print("| --- | ---: | ---: | ---: |")
+        print("\n".join(lines))
+
+
+def print_scale(scale: list[dict[str, Any]]) -> None:
     if scale:
         print("\n| case | 1M: server + PostgreSQL CPU ms/request | small table | 1M ÷ small |")
         print("| --- | ---: | ---: | ---: |")

@@ -57,8 +57,9 @@ HOST = "127.0.0.1"
 SECRET_KEY = "benchmark-secret-key-not-for-production-0123456789abcdef"
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-PG_DB = "task_manager_bench"
-PG_1M_DB = "task_manager_bench_1m"
+# Engineers sharing a PostgreSQL server give their runs databases of their own.
+PG_DB = os.environ.get("BENCH_PG_DB", "task_manager_bench")
+PG_1M_DB = os.environ.get("BENCH_PG_1M_DB", "task_manager_bench_1m")
 
 # The small table: seed_1 has 1,000 tasks, seed_2 10, seed_3..seed_52 1,000 each.
 SMALL = {"users": 52, "tasks": 51_010, "big": 1_000}
@@ -97,6 +98,9 @@ SCENARIOS: dict[str, tuple[str, dict[str, str]]] = {
     "patch": ("patch.lua", {}),
     "list-50p": ("path.lua", {"BENCH_PATH": "/tasks?limit=20"}),  # seed_team's pool
     "members": ("path.lua", {}),  # BENCH_PATH: crowd_members_path()
+    # The same writes, each with an Idempotency-Key of its own (a key row written per write).
+    "post-key": ("post.lua", {"BENCH_IDEMPOTENCY_KEY": "1"}),
+    "patch-key": ("patch.lua", {"BENCH_IDEMPOTENCY_KEY": "1"}),
     "me": ("path.lua", {"BENCH_PATH": "/auth/me"}),
     "mixed": ("mixed.lua", {}),
     "reads": ("mixed.lua", {"BENCH_READ_PCT": "100"}),
@@ -108,6 +112,8 @@ LABELS = {
     "get": "GET /tasks/{id}",
     "post": "POST /tasks",
     "patch": "PATCH /tasks/{id}",
+    "post-key": "POST /tasks + Idempotency-Key",
+    "patch-key": "PATCH /tasks/{id} + Idempotency-Key",
     "me": "GET /auth/me",
     "list-50p": "GET /tasks?limit=20, 50 projects",
     "members": "GET /projects/{id}/members?limit=20",
@@ -290,6 +296,7 @@ class Server:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    cwd: Path = ROOT
 
     @property
     def url(self) -> str:
@@ -304,7 +311,7 @@ class Server:
         argv = [a.replace("{port}", str(self.port)) for a in self.argv]
         with self.log_path.open("wb") as out:
             self.process = subprocess.Popen(
-                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd,
                 start_new_session=True,
             )  # fmt: skip
         RUNNING.append(self)
@@ -358,6 +365,16 @@ def stop_all() -> None:
 def app_server(name: str, url: str, workers: int, *, redis: bool) -> Server:
     argv = [str(BIN / "task-manager"), "serve", "--port", "{port}", "--workers", str(workers)]
     return Server(name, argv, server_env(url, redis=redis))
+
+
+def base_server(name: str, checkout: Path, url: str, workers: int, *, redis: bool) -> Server:
+    """Another checkout's code (e.g. main, before a change) on the same database, run by this
+    environment's Python: the same run compares the two. The database is migrated by ours;
+    the other code must not migrate it (`serve` does not)."""
+    argv = [sys.executable, "-m", "app.cli", "serve", "--port", "{port}", "--workers", str(workers)]
+    env = server_env(url, redis=redis)
+    env["PYTHONPATH"] = str(checkout)
+    return Server(name, argv, env, cwd=checkout)
 
 
 def ceiling_server(workers: int) -> Server:

@@ -18,7 +18,9 @@ from app.repositories.comment import CommentRepository
 from app.repositories.notification import NotificationRepository
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
+from app.repositories.task_event import TaskEventRepository
 from app.services.comment import CommentService
+from app.services.history import HistoryService
 from app.services.notification import EmailPolicy, NotificationService
 from app.services.task import TaskService
 from tests.conftest import bearer, login, register
@@ -203,7 +205,17 @@ def task_service(
     """A TaskService as the app builds it, on the test's session (e-mail off by default)."""
     notifications = notification_service(session, email=email, uow=uow)
     return TaskService(
-        TaskRepository(session), ProjectRepository(session), CursorCodec(CURSOR_KEY), notifications
+        TaskRepository(session),
+        ProjectRepository(session),
+        CursorCodec(CURSOR_KEY),
+        notifications,
+        history_service(session),
+    )
+
+
+def history_service(session: AsyncSession, *, request_id: str | None = None) -> HistoryService:
+    return HistoryService(
+        TaskEventRepository(session), CursorCodec(CURSOR_KEY), request_id=request_id
     )
 
 

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     # How often the periodic jobs (delivery sweep, reminders) run, in seconds.
     JOBS_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
     REMINDER_WINDOW_SECONDS: int = Field(default=3600, ge=60)
+    # A deleted task stays restorable this long; the periodic jobs then purge it.
+    TRASH_RETENTION_DAYS: int = Field(default=30, ge=1)
 
     # E-mail delivery; off unless SMTP_HOST is set.
     SMTP_HOST: str | None = None

@@ -24,6 +24,15 @@ class ConflictError(DomainError):
     """The change clashes with existing state (a taken username, ...)."""
 
 
+class RetryLaterConflictError(ConflictError):
+    """A conflict that passes by itself (a request with the same Idempotency-Key is still
+    running): 409 with `Retry-After`."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class AuthenticationError(DomainError):
     """The caller could not be identified: bad credentials or an unusable token."""
 

@@ -3,6 +3,7 @@
 from app.models.auth_session import AuthSession
 from app.models.base import Base
 from app.models.comment import Comment
+from app.models.idempotency_key import IdempotencyKey
 from app.models.notification import (
     DeliveryStatus,
     Notification,
@@ -12,6 +13,7 @@ from app.models.notification import (
 from app.models.project import Project, ProjectMember, Role
 from app.models.refresh_token import RefreshToken
 from app.models.task import Priority, Task, TaskFollower, TaskTag
+from app.models.task_event import TaskEvent, TaskEventKind
 from app.models.user import User
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "Base",
     "Comment",
     "DeliveryStatus",
+    "IdempotencyKey",
     "Notification",
     "NotificationDelivery",
     "NotificationKind",
@@ -28,6 +31,8 @@ __all__ = [
     "RefreshToken",
     "Role",
     "Task",
+    "TaskEvent",
+    "TaskEventKind",
     "TaskFollower",
     "TaskTag",
     "User",

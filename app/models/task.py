@@ -1,5 +1,6 @@
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     ForeignKey,
@@ -8,6 +9,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    and_,
     func,
     literal_column,
 )
@@ -87,6 +89,11 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     version: Mapped[int] = mapped_column(default=1)
+    # In the trash since then (by whom), or NULL: a trashed task exists only for /trash.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_by: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
 
     tag_links: Mapped[list[TaskTag]] = relationship(
         order_by=TaskTag.position,
@@ -116,31 +123,50 @@ class TaskFollower(Base):
 # A member who leaves stops following the project's tasks; deleting a user cascades.
 Index("ix_task_follower_user", TaskFollower.user_id, TaskFollower.task_id)
 
+# Live tasks only: every read of tasks outside /trash has `deleted_at IS NULL` in its WHERE
+# (`task_visible_to`), so the list indexes are partial and trashed rows cost them nothing.
+LIVE: dict[str, Any] = {"postgresql_where": Task.deleted_at.is_(None), "sqlite_where": Task.deleted_at.is_(None)}
+
 # One index per sort, each led by the project: a page of a project costs the same however
 # big the table. Keyset pagination walks them forwards or backwards; `id` breaks ties.
-Index("ix_task_project_created", Task.project_id, Task.created_at, Task.id)
-Index("ix_task_project_updated", Task.project_id, Task.updated_at, Task.id)
-Index("ix_task_project_priority", Task.project_id, Task.priority, Task.id)
+Index("ix_task_project_created", Task.project_id, Task.created_at, Task.id, **LIVE)
+Index("ix_task_project_updated", Task.project_id, Task.updated_at, Task.id, **LIVE)
+Index("ix_task_project_priority", Task.project_id, Task.priority, Task.id, **LIVE)
 Index(
     "ix_task_project_due_asc",
     Task.project_id,
     func.coalesce(Task.due_at, DUE_AT_NULL_LAST_ASC),
     Task.id,
+    **LIVE,
 )
 Index(
     "ix_task_project_due_desc",
     Task.project_id,
     func.coalesce(Task.due_at, DUE_AT_NULL_LAST_DESC),
     Task.id,
+    **LIVE,
 )
-# Serves the reminder sweep: open tasks by due date.
+# Serves the reminder sweep: open live tasks by due date.
+OPEN_AND_LIVE = and_(Task.completed.is_(False), Task.deleted_at.is_(None))
 Index(
     "ix_task_open_due",
     Task.due_at,
-    postgresql_where=Task.completed.is_(False),
-    sqlite_where=Task.completed.is_(False),
+    postgresql_where=OPEN_AND_LIVE,
+    sqlite_where=OPEN_AND_LIVE,
 )
+# The trash: a project's deleted tasks, newest deletion first; the purge's scan.
+TRASHED: dict[str, Any] = {
+    "postgresql_where": Task.deleted_at.is_not(None),
+    "sqlite_where": Task.deleted_at.is_not(None),
+}
+Index("ix_task_trash", Task.project_id, Task.deleted_at, Task.id, **TRASHED)
 # "Assigned to" filters, and unassigning a member who leaves a project.
 Index("ix_task_assignee", Task.assignee_id, Task.project_id)
-# Deleting a user cascades to the tasks they created.
+# Deleting a user cascades to the tasks they created (and clears what they trashed).
 Index("ix_task_owner", Task.owner_id)
+Index(
+    "ix_task_deleted_by",
+    Task.deleted_by,
+    postgresql_where=Task.deleted_by.is_not(None),
+    sqlite_where=Task.deleted_by.is_not(None),
+)

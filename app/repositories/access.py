@@ -4,8 +4,10 @@ scoped by.
 - A user sees the projects they are a member of, and may do there what their role allows
   (`Role`: viewer < commenter < editor < admin < owner). `projects_of(user_id, at_least)`
   is the set of those projects; every other rule is written with it.
-- A task is visible to the members of its project: every read, update and delete of tasks
-  has `task_visible_to(user_id, at_least)` in its WHERE clause.
+- A task is visible to the members of its project while it is not in the trash: every read,
+  update and delete of tasks has `task_visible_to(user_id, at_least)` in its WHERE clause;
+  the trash's own queries (and only they) use `trashed_task_visible_to`.
+- A task's history is visible through its task, like its comments.
 - A comment is visible through its task: comment queries take the `TaskRecord` that a
   visible-task read returned, never a bare task id from the client.
 - A notification is visible to its recipient: `notification_visible_to(user_id)`.
@@ -14,7 +16,7 @@ What a user cannot see answers exactly like what does not exist (404, same body)
 whose role is too low is told so (403): services tell the two apart with `role_in`.
 """
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, and_, select
 
 from app.models import Notification, Project, ProjectMember, Role, Task
 
@@ -35,8 +37,13 @@ def project_visible_to(user_id: int, at_least: Role = Role.VIEWER) -> ColumnElem
 
 
 def task_visible_to(user_id: UserRef, at_least: Role = Role.VIEWER) -> ColumnElement[bool]:
-    """The tasks `user_id` may read (viewer), or change (`at_least=Role.EDITOR`)."""
-    return Task.project_id.in_(projects_of(user_id, at_least))
+    """The live tasks `user_id` may read (viewer), or change (`at_least=Role.EDITOR`)."""
+    return and_(Task.project_id.in_(projects_of(user_id, at_least)), Task.deleted_at.is_(None))
+
+
+def trashed_task_visible_to(user_id: int, at_least: Role = Role.EDITOR) -> ColumnElement[bool]:
+    """The tasks in the trash of projects where `user_id` holds `at_least` that role."""
+    return and_(Task.project_id.in_(projects_of(user_id, at_least)), Task.deleted_at.is_not(None))
 
 
 def notification_visible_to(user_id: int) -> ColumnElement[bool]:

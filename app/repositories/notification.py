@@ -2,7 +2,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.models import (
@@ -115,6 +126,10 @@ class NotificationRepository(Repository[Notification]):
         queued: int = result.rowcount  # type: ignore[attr-defined]
         return queued
 
+    async def delete_for_task(self, task_id: int) -> None:
+        """Every notification about the task (deliveries go by ON DELETE CASCADE)."""
+        await self.session.execute(delete(Notification).where(Notification.task_id == task_id))
+
     async def create_reminders(
         self,
         kind: NotificationKind,
@@ -142,7 +157,7 @@ class NotificationRepository(Repository[Notification]):
             literal(message_prefix) + Task.title,
             literal(now, Notification.created_at.type),
             Task.due_at,
-        ).where(Task.completed.is_(False), Task.due_at.is_not(None), due)
+        ).where(Task.completed.is_(False), Task.deleted_at.is_(None), Task.due_at.is_not(None), due)
         columns = [
             "user_id",
             "task_id",

@@ -38,6 +38,18 @@ class TaskRepository(Repository[Task]):
         row = (await self.session.execute(statement)).first()
         return None if row is None else TaskRecord._make(row)
 
+    async def get_for_update(self, task_id: int, *, user_id: int) -> TaskRecord | None:
+        """The task as it is before a change, locked until the transaction ends (PostgreSQL:
+        FOR UPDATE; SQLite's writers are serialized already), so the history's "from"
+        values are the ones the change replaced."""
+        statement = (
+            select(*task_record_columns(self._dialect_name))
+            .where(Task.id == task_id, task_visible_to(user_id))
+            .with_for_update(of=Task)
+        )
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else TaskRecord._make(row)
+
     async def get_with_following(
         self, task_id: int, *, user_id: int
     ) -> tuple[TaskRecord, bool] | None:
@@ -62,7 +74,7 @@ class TaskRepository(Repository[Task]):
         statement = (
             select(ProjectMember.role)
             .join(Task, Task.project_id == ProjectMember.project_id)
-            .where(Task.id == task_id, ProjectMember.user_id == user_id)
+            .where(Task.id == task_id, Task.deleted_at.is_(None), ProjectMember.user_id == user_id)
         )
         return await self.session.scalar(statement)
 
@@ -209,17 +221,25 @@ class TaskRepository(Repository[Task]):
             ]
             await self.session.execute(insert(TaskTag), rows)
 
-    async def delete_for_user(
+    async def trash_for_user(
         self,
         task_id: int,
         *,
         user_id: int,
         expected_version: int | None,
+        now: datetime,
         at_least: Role = Role.EDITOR,
-    ) -> bool:
-        """Delete (comments and tags go by ON DELETE CASCADE); False when no row matched."""
-        statement = delete(Task).where(Task.id == task_id, task_visible_to(user_id, at_least))
+    ) -> TaskRecord | None:
+        """Move a live task to the trash; None when no row matched. Its comments, tags,
+        followers and history stay, for a restore."""
+        task = cast(Table, Task.__table__)
+        statement = (
+            update(task)
+            .where(task.c.id == task_id, task_visible_to(user_id, at_least))
+            .values(deleted_at=now, deleted_by=user_id)
+            .returning(*task_record_columns(self._dialect_name))
+        )
         if expected_version is not None:
-            statement = statement.where(Task.version == expected_version)
-        result = await self.session.execute(statement)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            statement = statement.where(task.c.version == expected_version)
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else TaskRecord._make(row)

@@ -200,6 +200,9 @@ def _page(statement: Select[Any], shape: ListShape) -> Select[Any]:
 
 
 def _filtered(statement: Select[Any], shape: ListShape) -> Select[Any]:
+    # Live tasks only (the per-project heads have no `task_visible_to`): the partial list
+    # indexes hold nothing else.
+    statement = statement.where(Task.deleted_at.is_(None))
     if shape.completed is not None:
         statement = statement.where(Task.completed.is_(shape.completed))
     if shape.priority:

@@ -3,12 +3,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.dependencies import AdminServiceDep, CachedAdmin, CurrentAdmin, ReadAdminServiceDep
+from app.idempotency import IdempotentRoute
 from app.routers.params import UserId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.common import PageQuery
 from app.schemas.user import AdminUserUpdate, UserPage, UserRead
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403, 429, 503))
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    responses=error_responses(401, 403, 429, 503),
+    route_class=IdempotentRoute,
+)
 
 
 @router.get("/users", response_model=UserPage, responses=CURSOR_ERRORS)

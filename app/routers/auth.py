@@ -6,6 +6,7 @@ from pydantic import WithJsonSchema
 from app.core.config import Environment
 from app.core.exceptions import AuthenticationError
 from app.dependencies import AuthServiceDep, CachedUser, CurrentToken, CurrentUser, UserServiceDep
+from app.idempotency import IdempotentRoute
 from app.rate_limiting import (
     LoginForm,
     limit_login_by_address,
@@ -17,7 +18,12 @@ from app.routers.responses import BODY_ERRORS, error_responses
 from app.schemas.auth import AccessToken, RefreshRequest, TokenPair
 from app.schemas.user import PasswordChange, UserCreate, UserRead, UserUpdate
 
-router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(503))
+router = APIRouter(
+    prefix="/auth",
+    tags=["auth"],
+    responses=error_responses(503),
+    route_class=IdempotentRoute,
+)
 
 # Browser sessions (API.md "v2 Browser sessions"): with `X-Session: cookie` the refresh token
 # lives in an HttpOnly cookie that scripts cannot read. The header is required to use the

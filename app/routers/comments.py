@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.dependencies import CachedUser, CommentServiceDep, CurrentUser, ReadCommentServiceDep
+from app.idempotency import IdempotentRoute
 from app.routers.params import CommentId, TaskId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
 from app.schemas.comment import CommentCreate, CommentPage, CommentRead, CommentUpdate
@@ -12,6 +13,7 @@ router = APIRouter(
     prefix="/tasks/{task_id}/comments",
     tags=["comments"],
     responses=error_responses(401, 404, 429, 503),
+    route_class=IdempotentRoute,
 )
 
 

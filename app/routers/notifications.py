@@ -8,12 +8,16 @@ from app.dependencies import (
     NotificationServiceDep,
     ReadNotificationServiceDep,
 )
+from app.idempotency import IdempotentRoute
 from app.routers.params import NotificationId
 from app.routers.responses import CURSOR_ERRORS, error_responses
 from app.schemas.notification import NotificationListQuery, NotificationPage
 
 router = APIRouter(
-    prefix="/notifications", tags=["notifications"], responses=error_responses(401, 429, 503)
+    prefix="/notifications",
+    tags=["notifications"],
+    responses=error_responses(401, 429, 503),
+    route_class=IdempotentRoute,
 )
 
 

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.dependencies import CachedUser, CurrentUser, ProjectServiceDep, ReadProjectServiceDep
+from app.idempotency import IdempotentRoute
 from app.repositories.project import ProjectRecord
 from app.routers.params import IfMatch, ProjectId, UserId
 from app.routers.responses import BODY_ERRORS, CURSOR_ERRORS, error_responses
@@ -18,7 +19,12 @@ from app.schemas.project import (
     ProjectUpdate,
 )
 
-router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(401, 429, 503))
+router = APIRouter(
+    prefix="/projects",
+    tags=["projects"],
+    responses=error_responses(401, 429, 503),
+    route_class=IdempotentRoute,
+)
 
 
 def project_response(project: ProjectRecord, response: Response) -> ProjectRead:

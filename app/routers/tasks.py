@@ -4,8 +4,11 @@ from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from app.core.metrics import TASKS_CREATED
 from app.dependencies import CachedUser, CurrentUser, ReadTaskServiceDep, TaskServiceDep
+from app.idempotency import IdempotentRoute
 from app.routers.params import IfMatch, TaskId
 from app.routers.responses import ASSIGNEE_ERRORS, BODY_ERRORS, CURSOR_ERRORS, error_responses
+from app.schemas.common import PageQuery
+from app.schemas.history import TaskEventPage
 from app.schemas.task import (
     TaskCreate,
     TaskDetail,
@@ -15,7 +18,12 @@ from app.schemas.task import (
     TaskUpdate,
 )
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 429, 503))
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    responses=error_responses(401, 429, 503),
+    route_class=IdempotentRoute,
+)
 
 
 def set_etag(response: Response, version: int) -> None:
@@ -72,6 +80,22 @@ async def get_task(
     return TaskDetail.model_validate({**task._asdict(), "following": following})
 
 
+@router.get(
+    "/{task_id}/history",
+    response_model=TaskEventPage,
+    responses={**error_responses(404), **CURSOR_ERRORS},
+)
+async def list_task_history(
+    task_id: TaskId,
+    user: CachedUser,
+    tasks: ReadTaskServiceDep,
+    page_query: Annotated[PageQuery, Query()],
+) -> TaskEventPage:
+    """Every change of a task, oldest first (viewer or higher)."""
+    page = await tasks.list_history(user, task_id, page_query)
+    return TaskEventPage.model_validate(page, from_attributes=True)
+
+
 @router.put(
     "/{task_id}/follow", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
 )
@@ -115,5 +139,6 @@ async def update_task(
 async def delete_task(
     task_id: TaskId, user: CurrentUser, if_match: IfMatch, tasks: TaskServiceDep
 ) -> None:
-    """Delete a task with its comments and notifications."""
+    """Move a task to the trash (its notifications are deleted); `POST /trash/{id}/restore`
+    brings it back until it is purged."""
     await tasks.delete_task(user, task_id, if_match=if_match)

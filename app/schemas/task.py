@@ -99,6 +99,14 @@ class TaskDetail(TaskRead):
 TaskPage = Page[TaskRead]
 
 
+class TrashedTaskRead(TaskRead):
+    deleted_at: datetime
+    deleted_by: int | None = Field(description="Who deleted it (null once their account is gone)")
+
+
+TrashPage = Page[TrashedTaskRead]
+
+
 class TaskSort(StrEnum):
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"

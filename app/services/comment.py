@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from app.core.exceptions import NotFoundError, PermissionDeniedError
 from app.core.pagination import CursorCodec, PageResult, paginate
-from app.models import Comment, NotificationKind, Role, User
+from app.models import Comment, NotificationKind, Role, TaskEventKind, User
 from app.repositories.base import Keyset
 from app.repositories.comment import CommentRepository
 from app.repositories.task_record import TaskRecord
@@ -45,6 +45,9 @@ class CommentService:
             f"New comment on {task.title}: {excerpt}",
             actor_id=user.id,
         )
+        await self.tasks.history.record(
+            task, TaskEventKind.COMMENTED, actor_id=user.id, comment=comment
+        )
         return comment
 
     async def list_comments(self, user: User, task_id: int, page: PageQuery) -> PageResult[Comment]:
@@ -77,6 +80,9 @@ class CommentService:
                 "Only its author (commenter or higher) or a project admin deletes a comment"
             )
         await self.comments.delete(comment)
+        await self.tasks.history.record(
+            task, TaskEventKind.COMMENT_DELETED, actor_id=user.id, comment=comment
+        )
 
     async def _task_as(self, user: User, task_id: int, needed: Role) -> TaskRecord:
         task = await self.tasks.get_task(user, task_id)

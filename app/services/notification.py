@@ -108,6 +108,10 @@ class NotificationService:
     async def mark_all_read(self, user_id: int) -> None:
         await self.notifications.mark_all_read(user_id, at=datetime.now(UTC))
 
+    async def delete_for_task(self, task_id: int) -> None:
+        """A task went to the trash: its notifications (and their e-mails) go, as in v1."""
+        await self.notifications.delete_for_task(task_id)
+
     async def create_reminders(self, *, now: datetime, window: timedelta) -> dict[str, int]:
         """Due-soon and overdue reminders for every open task; each exactly once per due time.
 

@@ -9,13 +9,15 @@ from app.core.exceptions import (
     PreconditionFailedError,
 )
 from app.core.pagination import CursorCodec, PageResult, paginate
-from app.models import NotificationKind, Role, User
+from app.models import NotificationKind, Role, TaskEvent, TaskEventKind, User
 from app.repositories.base import Keyset
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
 from app.repositories.task_record import TaskRecord
 from app.repositories.task_sort import parse_sort_value, sort_value
+from app.schemas.common import PageQuery
 from app.schemas.task import TaskCreate, TaskListQuery, TaskSort, TaskUpdate
+from app.services.history import HistoryService, created_changes
 from app.services.notification import NotificationService
 
 TASK_NOT_FOUND = "Task not found"
@@ -35,11 +37,13 @@ class TaskService:
         projects: ProjectRepository,
         cursors: CursorCodec,
         notifications: NotificationService,
+        history: HistoryService,
     ) -> None:
         self.tasks = tasks
         self.projects = projects
         self.cursors = cursors
         self.notifications = notifications
+        self.history = history
 
     async def get_task(self, user: User, task_id: int) -> TaskRecord:
         """A task the user may see (`task_visible_to`), or NotFoundError.
@@ -90,7 +94,16 @@ class TaskService:
             task, NotificationKind.TASK_CREATED, f"Task created: {task.title}", actor_id=user.id
         )
         await self._tell_assignee(user, task)
+        await self.history.record(
+            task, TaskEventKind.CREATED, actor_id=user.id, changes=created_changes(task)
+        )
         return task
+
+    async def list_history(
+        self, user: User, task_id: int, page: PageQuery
+    ) -> PageResult[TaskEvent]:
+        """Viewer+: the task's events, oldest first."""
+        return await self.history.list_events(await self.get_task(user, task_id), page)
 
     async def add_follower(self, task: TaskRecord, user_id: int) -> None:
         await self.tasks.follow(task.id, {user_id})
@@ -147,9 +160,12 @@ class TaskService:
             task = await self.get_task(user, task_id)
             self._check_version(task.version, if_match)
             return task
+        before = await self.tasks.get_for_update(task_id, user_id=user.id)
+        if before is None:
+            raise NotFoundError(TASK_NOT_FOUND)
         newly_assigned: int | None = None
         if "project_id" in changes or changes.get("assignee_id") is not None:
-            before = await self._check_move_and_assignee(user, task_id, changes)
+            await self._check_move_and_assignee(user, before, changes)
             if changes.get("assignee_id") not in (None, before.assignee_id):
                 newly_assigned = changes["assignee_id"]
         tags: list[str] | None = changes.pop("tags", None)
@@ -177,31 +193,37 @@ class TaskService:
                 f"Task completed: {updated.title}",
                 actor_id=user.id,
             )
-        if tags is None:
-            return updated
-        await self.tasks.replace_tags(updated.id, tags)
-        return updated._replace(tags=tags)
+        if tags is not None:
+            await self.tasks.replace_tags(updated.id, tags)
+            updated = updated._replace(tags=tags)
+        await self.history.record_update(before, updated, actor_id=user.id)
+        return updated
 
     async def _check_move_and_assignee(
-        self, user: User, task_id: int, changes: dict[str, Any]
-    ) -> TaskRecord:
+        self, user: User, task: TaskRecord, changes: dict[str, Any]
+    ) -> None:
         """A move needs editor+ in both projects; the assignee (new, or the current one on a
-        move) must be a member of the task's (new) project. The task as it was."""
-        task = await self.get_task(user, task_id)
+        move) must be a member of the task's (new) project."""
         target: int = changes.get("project_id") or task.project_id
         if target != task.project_id:
             await self.require_project_role(user, target, Role.EDITOR)
         assignee: int | None = changes.get("assignee_id", task.assignee_id)
         if assignee is not None:
             await self._check_assignee(target, assignee)
-        return task
 
     async def delete_task(self, user: User, task_id: int, *, if_match: int | None) -> None:
-        deleted = await self.tasks.delete_for_user(
-            task_id, user_id=user.id, expected_version=if_match, at_least=Role.EDITOR
+        """Editor+: into the trash (restorable until purged); its notifications go."""
+        trashed = await self.tasks.trash_for_user(
+            task_id,
+            user_id=user.id,
+            expected_version=if_match,
+            now=datetime.now(UTC),
+            at_least=Role.EDITOR,
         )
-        if not deleted:
+        if trashed is None:
             raise await self._missing_forbidden_or_stale(user, task_id)
+        await self.notifications.delete_for_task(trashed.id)
+        await self.history.record(trashed, TaskEventKind.DELETED, actor_id=user.id)
 
     async def _missing_forbidden_or_stale(self, user: User, task_id: int) -> Exception:
         """After a change that needs editor+ matched nothing: not found, role too low, or a

@@ -17,7 +17,9 @@ from app.core.email import EmailSender, EmailSendError
 from app.core.metrics import NOTIFICATION_DELIVERIES_FAILED, NOTIFICATIONS_DELIVERED
 from app.core.pagination import CursorCodec
 from app.models import DeliveryStatus
+from app.repositories.idempotency import IdempotencyRepository
 from app.repositories.notification import DeliveryRepository, NotificationRepository
+from app.repositories.trash import TrashRepository
 from app.services.delivery import DeliveryService, RetryPolicy
 from app.services.notification import EmailPolicy, NotificationService
 
@@ -121,7 +123,27 @@ async def create_due_reminders(context: JobContext) -> dict[str, int]:
     return created
 
 
+async def purge_expired(context: JobContext, *, now: datetime | None = None) -> dict[str, int]:
+    """Tasks in the trash past TRASH_RETENTION_DAYS, and idempotency keys past 24 hours.
+
+    One DELETE each: schedulers of several workers or instances running it at once delete
+    each row once (the others find nothing left), so it runs "exactly once" per row.
+    """
+    now = now or datetime.now(UTC)
+    retention = timedelta(days=context.settings.TRASH_RETENTION_DAYS)
+    async with unit_of_work(context.session_factory) as session:
+        purged = {
+            "tasks": await TrashRepository(session).purge_deleted_before(now - retention),
+            "idempotency_keys": await IdempotencyRepository(session).purge_expired(now),
+        }
+    if any(purged.values()):
+        logger.info("Purged: %s", purged)
+    return purged
+
+
 async def run_periodic_jobs(context: JobContext) -> None:
-    """One round of the schedule: reminders first (they may queue e-mail), then delivery."""
+    """One round of the schedule: reminders first (they may queue e-mail), then delivery,
+    then the purges."""
     await create_due_reminders(context)
     await deliver_due_notifications(context)
+    await purge_expired(context)

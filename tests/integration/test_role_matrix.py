@@ -37,6 +37,10 @@ REQUIRED: dict[str, str] = {
     "POST /tasks/{task_id}/comments": "commenter",
     "PATCH /tasks/{task_id}/comments/{comment_id}": "author",
     "DELETE /tasks/{task_id}/comments/{comment_id}": "admin",
+    "GET /tasks/{task_id}/history": "viewer",
+    "POST /trash/{task_id}/restore": "editor",
+    # Admin+, or whoever deleted it: here the owner did (test_trash.py has the deleter).
+    "DELETE /trash/{task_id}": "admin",
 }
 NOT_ABOUT_A_PROJECT = {
     "POST /projects",  # creates one: anyone signed in
@@ -55,6 +59,7 @@ NOT_ABOUT_A_PROJECT = {
     "PATCH /admin/users/{user_id}",
     "GET /health",
     "GET /health/detailed",
+    "GET /trash",  # the trash of the caller's own projects (editor+), none named
 }
 
 
@@ -80,6 +85,7 @@ class World:
     owners_comment: dict[str, Any]  # what DELETE .../comments/{id} is tried on (not the author)
     target: Person  # a viewer whose membership the member operations change
     newcomer: Person  # not a member: POST .../members adds them
+    trashed: dict[str, Any]  # deleted by the owner: what /trash/{task_id} is tried on
 
 
 async def world(client: AsyncClient) -> World:
@@ -101,7 +107,9 @@ async def world(client: AsyncClient) -> World:
         ),
         201,
     )
-    return World(t, task, comment, owners, target, newcomer)
+    trashed = await task_in(client, t.id, t.owner)
+    ok(await client.delete(f"/tasks/{trashed['id']}", headers=t.owner.headers), 204)
+    return World(t, task, comment, owners, target, newcomer, trashed)
 
 
 def request_of(operation: str, w: World, project_id: int) -> dict[str, Any]:
@@ -109,7 +117,7 @@ def request_of(operation: str, w: World, project_id: int) -> dict[str, Any]:
     comment = w.owners_comment if method == "DELETE" else w.comment
     url = path.format(
         project_id=project_id,
-        task_id=w.task["id"],
+        task_id=w.trashed["id"] if path.startswith("/trash/") else w.task["id"],
         comment_id=comment["id"],
         user_id=w.target.id,
     )
@@ -165,4 +173,5 @@ def _never_used(operation: str, w: World) -> dict[str, Any]:
     request = request_of(operation, w, 2_000_000_000)
     if "{task_id}" in operation:
         request["url"] = request["url"].replace(f"/tasks/{w.task['id']}", "/tasks/2000000000")
+        request["url"] = request["url"].replace(f"/trash/{w.trashed['id']}", "/trash/2000000000")
     return request

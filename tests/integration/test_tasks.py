@@ -336,9 +336,11 @@ class TestDeleteTask:
             await client.get(f"/tasks/{created['id']}", headers=auth_headers)
         ).status_code == 200
 
-    async def test_deletes_its_comments(
+    async def test_hides_its_comments_until_purged(
         self, client: AsyncClient, auth_headers: dict[str, str], session: AsyncSession
     ) -> None:
+        """v2: DELETE moves the task to the trash (its comments wait there for a restore);
+        purging it deletes them for good."""
         task = await create_task(client, auth_headers)
         kept = await create_task(client, auth_headers)
         for words in ("one", "two"):
@@ -347,10 +349,12 @@ class TestDeleteTask:
 
         await client.delete(f"/tasks/{task['id']}", headers=auth_headers)
 
-        left = select(Comment.task_id).where(Comment.task_id.in_([task["id"], kept["id"]]))
-        assert list(await session.scalars(left)) == [kept["id"]]
         listing = await client.get(f"/tasks/{task['id']}/comments", headers=auth_headers)
         assert listing.status_code == 404
+        purged = await client.delete(f"/trash/{task['id']}", headers=auth_headers)
+        assert purged.status_code == 204
+        left = select(Comment.task_id).where(Comment.task_id.in_([task["id"], kept["id"]]))
+        assert list(await session.scalars(left)) == [kept["id"]]
 
     @pytest.mark.parametrize("if_match", ['"1"', "*"])
     async def test_applies_a_matching_if_match(

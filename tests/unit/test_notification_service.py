@@ -321,7 +321,11 @@ def task_service_on(
         wake_delivery=factories.wake_delivery,
     )
     return TaskService(
-        TaskRepository(session), ProjectRepository(session), CursorCodec(CURSOR_KEY), notifications
+        TaskRepository(session),
+        ProjectRepository(session),
+        CursorCodec(CURSOR_KEY),
+        notifications,
+        factories.history_service(session),
     )
 
 

@@ -38,6 +38,8 @@ DATABASE_READS = {
     "/tasks",
     "/tasks/{task_id}",
     "/tasks/{task_id}/comments",
+    "/tasks/{task_id}/history",
+    "/trash",
     "/notifications",
     "/admin/users",
     "/projects",

@@ -177,57 +177,73 @@ class TestReplaceTags:
         assert await tags_of(session, other.id) == ["a", "b"]
 
 
-class TestDeleteForUser:
-    async def test_deletes_with_comments_and_tags(
+async def deleted_at_of(session: AsyncSession, task_id: int) -> datetime | None:
+    return await session.scalar(select(Task.deleted_at).where(Task.id == task_id))
+
+
+class TestTrashForUser:
+    async def test_keeps_comments_and_tags_and_hides_the_task(
         self, tasks: TaskRepository, owner: User, session: AsyncSession
     ) -> None:
         task = await add_task(tasks, owner, tags=["a"])
-        kept = await add_task(tasks, owner)
-        session.add_all(
-            [
-                Comment(task_id=task.id, author_id=owner.id, text="one"),
-                Comment(task_id=task.id, author_id=owner.id, text="two"),
-                Comment(task_id=kept.id, author_id=owner.id, text="stays"),
-            ]
-        )
+        session.add(Comment(task_id=task.id, author_id=owner.id, text="one"))
         await session.flush()
 
-        assert await tasks.delete_for_user(task.id, user_id=owner.id, expected_version=None) is True
+        trashed = await tasks.trash_for_user(
+            task.id, user_id=owner.id, expected_version=None, now=NOW
+        )
 
-        texts = select(Comment.text).where(Comment.task_id.in_([task.id, kept.id]))
-        assert list(await session.scalars(texts)) == ["stays"]
-        assert await tags_of(session, task.id) == []
-        assert await version_of(session, task.id) is None
+        assert trashed is not None
+        assert trashed.id == task.id
+        assert await deleted_at_of(session, task.id) == NOW
+        texts = select(Comment.text).where(Comment.task_id == task.id)
+        assert list(await session.scalars(texts)) == ["one"]
+        assert await tags_of(session, task.id) == ["a"]
+        assert await tasks.get_for_user(task.id, user_id=owner.id) is None
+        assert await tasks.role_for_task(task.id, user_id=owner.id) is None
 
-    @pytest.mark.parametrize(("expected_version", "deleted"), [(1, True), (2, False)])
+    @pytest.mark.parametrize(("expected_version", "trashed"), [(1, True), (2, False)])
     async def test_honours_the_expected_version(
         self,
         tasks: TaskRepository,
         owner: User,
         session: AsyncSession,
         expected_version: int,
-        deleted: bool,
+        trashed: bool,
     ) -> None:
         task = await add_task(tasks, owner)
 
-        result = await tasks.delete_for_user(
-            task.id, user_id=owner.id, expected_version=expected_version
+        result = await tasks.trash_for_user(
+            task.id, user_id=owner.id, expected_version=expected_version, now=NOW
         )
 
-        assert result is deleted
-        assert (await version_of(session, task.id) is None) is deleted
+        assert (result is not None) is trashed
+        assert (await deleted_at_of(session, task.id) is not None) is trashed
 
-    async def test_another_owner_deletes_nothing(
+    async def test_another_owner_trashes_nothing(
         self, tasks: TaskRepository, owner: User, session: AsyncSession
     ) -> None:
         task = await add_task(tasks, owner)
         stranger = await create_user(session)
 
-        assert (
-            await tasks.delete_for_user(task.id, user_id=stranger.id, expected_version=None)
-            is False
+        result = await tasks.trash_for_user(
+            task.id, user_id=stranger.id, expected_version=None, now=NOW
         )
-        assert await version_of(session, task.id) == 1
+
+        assert result is None
+        assert await deleted_at_of(session, task.id) is None
+
+    async def test_a_trashed_task_is_not_trashed_again(
+        self, tasks: TaskRepository, owner: User
+    ) -> None:
+        task = await add_task(tasks, owner)
+        await tasks.trash_for_user(task.id, user_id=owner.id, expected_version=None, now=NOW)
+
+        again = await tasks.trash_for_user(
+            task.id, user_id=owner.id, expected_version=None, now=NOW + timedelta(hours=1)
+        )
+
+        assert again is None
 
 
 class TestGetForUser:

@@ -315,7 +315,8 @@ export interface paths {
         post?: never;
         /**
          * Delete Task
-         * @description Delete a task with its comments and notifications.
+         * @description Move a task to the trash (its notifications are deleted); `POST /trash/{id}/restore`
+         *     brings it back until it is purged.
          */
         delete: operations["delete_task_tasks__task_id__delete"];
         options?: never;
@@ -325,6 +326,26 @@ export interface paths {
          * @description Change any subset of the fields; `If-Match` makes it conditional.
          */
         patch: operations["update_task_tasks__task_id__patch"];
+        trace?: never;
+    };
+    "/tasks/{task_id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Task History
+         * @description Every change of a task, oldest first (viewer or higher).
+         */
+        get: operations["list_task_history_tasks__task_id__history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/tasks/{task_id}/follow": {
@@ -397,6 +418,67 @@ export interface paths {
          * @description Edit a comment you wrote (commenter or higher); it gains `edited_at`.
          */
         patch: operations["update_comment_tasks__task_id__comments__comment_id__patch"];
+        trace?: never;
+    };
+    "/trash": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Trash
+         * @description Deleted tasks of the projects where you are editor or higher, newest deletion first.
+         */
+        get: operations["list_trash_trash_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/trash/{task_id}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore Task
+         * @description Bring a deleted task back with its comments and history (editor or higher); it gets a
+         *     new version.
+         */
+        post: operations["restore_task_trash__task_id__restore_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/trash/{task_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Purge Task
+         * @description Delete a task in the trash for good (project admin or higher, or whoever deleted it).
+         */
+        delete: operations["purge_task_trash__task_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/notifications": {
@@ -698,10 +780,24 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /** Page[TaskEventRead] */
+        Page_TaskEventRead_: {
+            /** Items */
+            items: components["schemas"]["TaskEventRead"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /** Page[TaskRead] */
         Page_TaskRead_: {
             /** Items */
             items: components["schemas"]["TaskRead"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** Page[TrashedTaskRead] */
+        Page_TrashedTaskRead_: {
+            /** Items */
+            items: components["schemas"]["TrashedTaskRead"][];
             /** Next Cursor */
             next_cursor: string | null;
         };
@@ -851,6 +947,41 @@ export interface components {
              */
             following: boolean;
         };
+        /**
+         * TaskEventKind
+         * @enum {string}
+         */
+        TaskEventKind: "created" | "updated" | "completed" | "reopened" | "moved" | "assigned" | "deleted" | "restored" | "commented" | "comment_deleted";
+        /** TaskEventRead */
+        TaskEventRead: {
+            /** Id */
+            id: number;
+            /** Task Id */
+            task_id: number;
+            /**
+             * Actor Id
+             * @description Who made the change (null once their account is gone)
+             */
+            actor_id: number | null;
+            kind: components["schemas"]["TaskEventKind"];
+            /**
+             * Changes
+             * @description Each changed field as `{"from": ..., "to": ...}`; `{}` when none
+             */
+            changes: {
+                [key: string]: unknown;
+            };
+            /**
+             * Request Id
+             * @description The X-Request-ID of the change
+             */
+            request_id: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
         /** TaskRead */
         TaskRead: {
             /** Id */
@@ -940,6 +1071,55 @@ export interface components {
             expires_in: number;
             /** Refresh Token */
             refresh_token: string;
+        };
+        /** TrashedTaskRead */
+        TrashedTaskRead: {
+            /** Id */
+            id: number;
+            /** Title */
+            title: string;
+            /** Description */
+            description: string;
+            /** Completed */
+            completed: boolean;
+            /** Completed At */
+            completed_at: string | null;
+            priority: components["schemas"]["Priority"];
+            /** Due At */
+            due_at: string | null;
+            /** Tags */
+            tags: string[];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Version */
+            version: number;
+            /**
+             * Owner Id
+             * @description The user who created it
+             */
+            owner_id: number;
+            /** Project Id */
+            project_id: number;
+            /** Assignee Id */
+            assignee_id: number | null;
+            /**
+             * Deleted At
+             * Format: date-time
+             */
+            deleted_at: string;
+            /**
+             * Deleted By
+             * @description Who deleted it (null once their account is gone)
+             */
+            deleted_by: number | null;
         };
         /** UserCreate */
         UserCreate: {
@@ -1314,6 +1494,8 @@ export interface operations {
             header?: {
                 /** @description `cookie`: the refresh token travels in the HttpOnly `tm_refresh` cookie instead of the JSON body (browsers) */
                 "X-Session"?: "cookie";
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
             };
             path?: never;
             cookie?: {
@@ -1352,6 +1534,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -1361,13 +1552,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -1440,7 +1631,10 @@ export interface operations {
     update_me_auth_me_patch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1477,6 +1671,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -1486,13 +1689,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -1518,7 +1721,10 @@ export interface operations {
     change_password_auth_me_password_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1553,6 +1759,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -1562,13 +1777,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -1655,7 +1870,10 @@ export interface operations {
     create_project_projects_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1711,13 +1929,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -1812,7 +2030,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
@@ -1866,6 +2086,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description If-Match does not match the current version */
             412: {
                 headers: {
@@ -1875,13 +2104,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -1908,7 +2137,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
@@ -1995,13 +2226,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -2100,7 +2331,10 @@ export interface operations {
     add_member_projects__project_id__members_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The project's id */
                 project_id: number;
@@ -2176,13 +2410,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -2208,7 +2442,10 @@ export interface operations {
     remove_member_projects__project_id__members__user_id__delete: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The project's id */
                 project_id: number;
@@ -2262,13 +2499,22 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -2294,7 +2540,10 @@ export interface operations {
     change_role_projects__project_id__members__user_id__patch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The project's id */
                 project_id: number;
@@ -2372,13 +2621,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -2489,7 +2738,10 @@ export interface operations {
     create_task_tasks_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2538,6 +2790,15 @@ export interface operations {
             };
             /** @description Not found (or not yours) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2655,7 +2916,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
@@ -2700,6 +2963,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description If-Match does not match the current version */
             412: {
                 headers: {
@@ -2709,13 +2981,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -2742,7 +3014,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version of the task or project as its ETag, e.g. `"3"`; `*` matches any */
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+                /** @description The task's version as its ETag, e.g. `"3"`; `*` matches any */
                 "if-match"?: string | null;
             };
             path: {
@@ -2802,6 +3076,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description If-Match does not match the current version */
             412: {
                 headers: {
@@ -2849,10 +3132,86 @@ export interface operations {
             };
         };
     };
+    list_task_history_tasks__task_id__history_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-100) */
+                limit?: number;
+                /** @description `next_cursor` of the previous page */
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description The task's id */
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_TaskEventRead_"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not found (or not yours) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or a cursor that was tampered with */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests: wait for Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     follow_task_tasks__task_id__follow_put: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -2886,13 +3245,22 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -2918,7 +3286,10 @@ export interface operations {
     unfollow_task_tasks__task_id__follow_delete: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -2952,13 +3323,22 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -3057,7 +3437,10 @@ export interface operations {
     create_comment_tasks__task_id__comments_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -3115,6 +3498,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -3124,13 +3516,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -3156,7 +3548,10 @@ export interface operations {
     delete_comment_tasks__task_id__comments__comment_id__delete: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -3201,13 +3596,22 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -3233,7 +3637,10 @@ export interface operations {
     update_comment_tasks__task_id__comments__comment_id__patch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -3293,6 +3700,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -3302,13 +3718,250 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests: wait for Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_trash_trash_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-100) */
+                limit?: number;
+                /** @description `next_cursor` of the previous page */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_TrashedTaskRead_"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or a cursor that was tampered with */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests: wait for Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    restore_task_trash__task_id__restore_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description The task's id */
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskRead"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not allowed for this account */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not found (or not yours) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests: wait for Retry-After seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    purge_task_trash__task_id__delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description The task's id */
+                task_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid, expired or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not allowed for this account */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not found (or not yours) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -3397,7 +4050,10 @@ export interface operations {
     mark_all_notifications_read_notifications_read_all_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3417,6 +4073,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -3442,7 +4116,10 @@ export interface operations {
     mark_notification_read_notifications__notification_id__read_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The notification's id */
                 notification_id: number;
@@ -3476,13 +4153,22 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Conflicts with existing data, or a request with the same Idempotency-Key is still running (retry after Retry-After seconds) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
@@ -3578,7 +4264,10 @@ export interface operations {
     update_user_admin_users__user_id__patch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1-255 visible ASCII characters: a retry with the same key and request gets the first answer (`Idempotent-Replayed: true`); kept 24 hours, per user */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The user's id */
                 user_id: number;
@@ -3654,13 +4343,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Validation error, or an Idempotency-Key used for a different request */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many requests: wait for Retry-After seconds */
