@@ -13,6 +13,13 @@ from app.models.project import Project, ProjectMember, Role
 from app.models.refresh_token import RefreshToken
 from app.models.task import Priority, Task, TaskFollower, TaskTag
 from app.models.user import User
+from app.models.webhook import (
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 __all__ = [
     "AuthSession",
@@ -31,4 +38,9 @@ __all__ = [
     "TaskFollower",
     "TaskTag",
     "User",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEvent",
+    "WebhookEventType",
 ]
