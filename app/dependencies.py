@@ -24,6 +24,7 @@ from app.core.exceptions import (
     PermissionDeniedError,
 )
 from app.core.security import TokenClaims
+from app.core.webhook_targets import system_resolver
 from app.models import User
 from app.rate_limiting import limit_per_user
 from app.repositories.auth_session import AuthSessionRepository, RefreshTokenRepository
@@ -32,6 +33,7 @@ from app.repositories.notification import NotificationRepository
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
 from app.repositories.user import UserRepository
+from app.repositories.webhook import WebhookRepository
 from app.resources import Resources, ResourcesDep
 from app.services.admin import ADMIN_REQUIRED, AdminService
 from app.services.auth import AuthService
@@ -41,6 +43,8 @@ from app.services.notification import NotificationService
 from app.services.project import ProjectService
 from app.services.task import TaskService
 from app.services.user import UserService
+from app.services.webhook import WebhookService
+from app.services.webhook_outbox import WebhookOutbox
 
 # Every dependency below is `async def` although none awaits: FastAPI runs a plain `def`
 # dependency in its thread pool, a thread hop per dependency per request, for work that
@@ -115,12 +119,30 @@ def build_task_service(
     )
 
 
+def build_webhook_outbox(uow: UnitOfWork, resources: Resources) -> WebhookOutbox:
+    return WebhookOutbox(
+        WebhookRepository(uow.session), uow=uow, wake_delivery=resources.jobs.webhooks_written
+    )
+
+
 def build_project_service(uow: UnitOfWork, resources: Resources) -> ProjectService:
     return ProjectService(
         ProjectRepository(uow.session),
         UserRepository(uow.session),
         resources.cursor_codec,
         build_notification_service(uow, resources),
+        build_webhook_outbox(uow, resources),
+    )
+
+
+def build_webhook_service(uow: UnitOfWork, resources: Resources) -> WebhookService:
+    return WebhookService(
+        WebhookRepository(uow.session),
+        build_project_service(uow, resources),
+        build_webhook_outbox(uow, resources),
+        resources.cursor_codec,
+        resolver=system_resolver,
+        allow_private_targets=resources.settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
     )
 
 
@@ -190,6 +212,14 @@ async def get_read_project_service(uow: ReadUnitOfWork, resources: ResourcesDep)
     return build_project_service(uow, resources)
 
 
+async def get_webhook_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> WebhookService:
+    return build_webhook_service(uow, resources)
+
+
+async def get_read_webhook_service(uow: ReadUnitOfWork, resources: ResourcesDep) -> WebhookService:
+    return build_webhook_service(uow, resources)
+
+
 async def get_health_service(resources: ResourcesDep) -> HealthService:
     settings = resources.settings
     return HealthService(
@@ -212,6 +242,8 @@ CommentServiceDep = Annotated[CommentService, Depends(get_comment_service)]
 ReadCommentServiceDep = Annotated[CommentService, Depends(get_read_comment_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
 ReadProjectServiceDep = Annotated[ProjectService, Depends(get_read_project_service)]
+WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
+ReadWebhookServiceDep = Annotated[WebhookService, Depends(get_read_webhook_service)]
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 

@@ -36,7 +36,17 @@ from app.middleware import (
     TrustedHostMiddleware,
 )
 from app.resources import Resources
-from app.routers import admin, auth, comments, health, metrics, notifications, projects, tasks
+from app.routers import (
+    admin,
+    auth,
+    comments,
+    health,
+    metrics,
+    notifications,
+    projects,
+    tasks,
+    webhooks,
+)
 from app.services.notification import EmailPolicy
 from app.web import add_docs_pages, serve_web_app
 from app.workers.jobs import JobContext
@@ -161,6 +171,7 @@ def create_app(
     app.include_router(health.internal_router)
     app.include_router(auth.router)
     app.include_router(projects.router)
+    app.include_router(webhooks.router)
     app.include_router(tasks.router)
     app.include_router(comments.router)
     app.include_router(notifications.router)

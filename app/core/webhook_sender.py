@@ -97,7 +97,10 @@ class WebhookSender:
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         client = self._client(target)
         http_request = client.build_request(
-            "POST", target.connect_url, content=request.body, headers=headers,
+            "POST",
+            target.connect_url,
+            content=request.body,
+            headers=headers,
             extensions=extensions,
         )
         response = await client.send(http_request, stream=True)

@@ -9,6 +9,8 @@ scoped by.
 - A comment is visible through its task: comment queries take the `TaskRecord` that a
   visible-task read returned, never a bare task id from the client.
 - A notification is visible to its recipient: `notification_visible_to(user_id)`.
+- A webhook (and its deliveries log) is visible to the admins and owner of its project:
+  `webhook_visible_to(user_id)`.
 
 What a user cannot see answers exactly like what does not exist (404, same body); a member
 whose role is too low is told so (403): services tell the two apart with `role_in`.
@@ -16,7 +18,7 @@ whose role is too low is told so (403): services tell the two apart with `role_i
 
 from sqlalchemy import ColumnElement, Select, select
 
-from app.models import Notification, Project, ProjectMember, Role, Task
+from app.models import Notification, Project, ProjectMember, Role, Task, Webhook
 
 # A user id, or a bound parameter standing for one (statements built once: task_list.py).
 UserRef = int | ColumnElement[int]
@@ -37,6 +39,11 @@ def project_visible_to(user_id: int, at_least: Role = Role.VIEWER) -> ColumnElem
 def task_visible_to(user_id: UserRef, at_least: Role = Role.VIEWER) -> ColumnElement[bool]:
     """The tasks `user_id` may read (viewer), or change (`at_least=Role.EDITOR`)."""
     return Task.project_id.in_(projects_of(user_id, at_least))
+
+
+def webhook_visible_to(user_id: int, at_least: Role = Role.ADMIN) -> ColumnElement[bool]:
+    """The webhooks `user_id` may see and manage: those of projects where they are admin+."""
+    return Webhook.project_id.in_(projects_of(user_id, at_least))
 
 
 def notification_visible_to(user_id: int) -> ColumnElement[bool]:

@@ -6,6 +6,7 @@ call the same functions. Each opens its own short units of work.
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,17 +15,35 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.config import Settings
 from app.core.database import UnitOfWork, unit_of_work
 from app.core.email import EmailSender, EmailSendError
-from app.core.metrics import NOTIFICATION_DELIVERIES_FAILED, NOTIFICATIONS_DELIVERED
+from app.core.metrics import (
+    NOTIFICATION_DELIVERIES_FAILED,
+    NOTIFICATIONS_DELIVERED,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_DELIVERY_DURATION,
+)
 from app.core.pagination import CursorCodec
+from app.core.webhook_sender import WebhookRequest, WebhookSender
+from app.core.webhook_targets import system_resolver
 from app.models import DeliveryStatus
 from app.repositories.notification import DeliveryRepository, NotificationRepository
+from app.repositories.project import ProjectRepository
+from app.repositories.webhook import ClaimedDelivery, WebhookRepository
 from app.services.delivery import DeliveryService, RetryPolicy
 from app.services.notification import EmailPolicy, NotificationService
+from app.services.webhook_delivery import DisablePolicy, Outcome, WebhookDeliveryService
 
 logger = logging.getLogger(__name__)
 
 DELIVERY_BATCH = 100
 DELIVERY_CONCURRENCY = 4
+# Webhook requests in flight at once per job; claimed ahead in batches of this size.
+WEBHOOK_CONCURRENCY = 32
+# One webhook job drains for at most this long, then says there is more (the runner or the
+# Celery task starts another): a long backlog never pins one job forever.
+WEBHOOK_SWEEP_SECONDS = 60.0
+# The webhook backoff grows fourfold per attempt (60 s, 4 min, 16 min, ... 8 h).
+WEBHOOK_BACKOFF_FACTOR = 4
+WEBHOOK_JITTER = 0.25
 
 
 @dataclass
@@ -52,6 +71,43 @@ class JobContext:
     def delivery_service(self, session: AsyncSession) -> DeliveryService:
         domain = self.sender.sender_domain if self.sender else "localhost"
         return DeliveryService(DeliveryRepository(session), self.retry_policy(), domain=domain)
+
+    def webhook_retry_policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(
+            max_attempts=s.WEBHOOK_MAX_ATTEMPTS,
+            backoff=timedelta(seconds=s.WEBHOOK_BACKOFF_SECONDS),
+            backoff_max=timedelta(seconds=s.WEBHOOK_BACKOFF_MAX_SECONDS),
+            lease=timedelta(seconds=s.WEBHOOK_LEASE_SECONDS),
+            factor=WEBHOOK_BACKOFF_FACTOR,
+            jitter=WEBHOOK_JITTER,
+        )
+
+    def webhook_delivery_service(self, uow: UnitOfWork) -> WebhookDeliveryService:
+        settings = self.settings
+        session = uow.session
+        email = EmailPolicy(settings.email_enabled, frozenset(settings.EMAIL_NOTIFICATION_KINDS))
+        notifications = NotificationService(
+            NotificationRepository(session),
+            CursorCodec(settings.secret_key),
+            email,
+            uow=uow,
+            wake_delivery=None,  # e-mail it queues goes out with the next sweep
+        )
+        return WebhookDeliveryService(
+            WebhookRepository(session),
+            ProjectRepository(session),
+            notifications,
+            self.webhook_retry_policy(),
+            DisablePolicy(settings.WEBHOOK_DISABLE_AFTER),
+        )
+
+    def webhook_sender(self) -> WebhookSender:
+        return WebhookSender(
+            timeout=self.settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_private=self.settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+            resolver=system_resolver,
+        )
 
 
 async def deliver_due_notifications(context: JobContext) -> dict[str, int]:
@@ -101,6 +157,79 @@ async def _deliver_one(context: JobContext, delivery_id: int) -> str:
     return "sent"
 
 
+async def deliver_due_webhooks(
+    context: JobContext, *, budget_seconds: float = WEBHOOK_SWEEP_SECONDS
+) -> dict[str, int]:
+    """Send due webhook deliveries, WEBHOOK_CONCURRENCY at a time, until none is due or the
+    budget is spent; returns counts by outcome, and `more` = 1 when it stopped with work left.
+
+    One task claims batches (leases) while the queue has room; the others send and record.
+    """
+    counts = {outcome.value: 0 for outcome in Outcome} | {"more": 0}
+    sender = context.webhook_sender()
+    queue: asyncio.Queue[ClaimedDelivery | None] = asyncio.Queue(maxsize=WEBHOOK_CONCURRENCY)
+    deadline = time.monotonic() + budget_seconds
+
+    async def claim() -> None:
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    counts["more"] = 1
+                    return
+                async with UnitOfWork.begin(context.session_factory) as uow:
+                    claimed = await context.webhook_delivery_service(uow).claim(
+                        now=datetime.now(UTC), limit=WEBHOOK_CONCURRENCY
+                    )
+                if not claimed:
+                    return
+                for delivery in claimed:
+                    await queue.put(delivery)
+        finally:
+            for _ in range(WEBHOOK_CONCURRENCY):
+                await queue.put(None)
+
+    async def send() -> None:
+        while (delivery := await queue.get()) is not None:
+            counts[await _deliver_webhook(context, sender, delivery)] += 1
+
+    try:
+        await asyncio.gather(claim(), *(send() for _ in range(WEBHOOK_CONCURRENCY)))
+    finally:
+        await sender.aclose()
+    if any(counts.values()):
+        logger.info("Webhook sweep: %s", counts)
+    return counts
+
+
+async def _deliver_webhook(
+    context: JobContext, sender: WebhookSender, delivery: ClaimedDelivery
+) -> str:
+    request = WebhookRequest(
+        url=delivery.url,
+        secret=delivery.secret,
+        message_id=str(delivery.event_id),
+        body=delivery.body.encode(),
+    )
+    result = await sender.send(request)
+    WEBHOOK_DELIVERY_DURATION.observe(result.duration_ms / 1000)
+    async with UnitOfWork.begin(context.session_factory) as uow:
+        outcome = await context.webhook_delivery_service(uow).record(
+            delivery, result, now=datetime.now(UTC)
+        )
+    WEBHOOK_DELIVERIES.labels(outcome=outcome.value).inc()
+    if not result.ok:
+        # The URL's host only: its path or query may carry a token of the receiver's.
+        logger.warning(
+            "Webhook delivery %s to webhook %s failed (attempt %s, %s): %s",
+            delivery.id,
+            delivery.webhook_id,
+            delivery.attempts,
+            outcome.value,
+            result.error,
+        )
+    return outcome.value
+
+
 async def create_due_reminders(context: JobContext) -> dict[str, int]:
     """Create the due-soon and overdue reminders that are due now."""
     settings = context.settings
@@ -122,6 +251,8 @@ async def create_due_reminders(context: JobContext) -> dict[str, int]:
 
 
 async def run_periodic_jobs(context: JobContext) -> None:
-    """One round of the schedule: reminders first (they may queue e-mail), then delivery."""
+    """One round of the schedule: reminders first (they may queue e-mail), then delivery
+    (webhooks first: a disabled webhook's notification may queue e-mail)."""
     await create_due_reminders(context)
+    await deliver_due_webhooks(context)
     await deliver_due_notifications(context)
