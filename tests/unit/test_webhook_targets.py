@@ -37,7 +37,7 @@ FORBIDDEN = {
     "multicast v4, global scope": "233.252.0.1",
     "multicast v6": "ff02::1",
     "multicast v6, global scope": "ff0e::1",
-    "unspecified v4": "0.0.0.0",
+    "unspecified v4": "0.0.0.0",  # noqa: S104 (an address refused, not bound to)
     "this network 0/8": "0.1.2.3",
     "unspecified v6": "::",
     "reserved 240/4": "240.0.0.1",
