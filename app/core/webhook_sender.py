@@ -11,6 +11,7 @@
 """
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from app.core.webhook_targets import Resolver, Target, TargetRefusedError, resolve_target
+
+# httpx logs every request's URL at INFO: a receiver's URL may carry its own token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "TaskManager-Webhooks/1"

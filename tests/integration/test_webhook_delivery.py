@@ -420,11 +420,17 @@ async def test_the_celery_worker_delivers_and_counts_in_its_metrics(
     metrics_port = free_port()
     env = celery_env(redis_url, {"WORKER_METRICS_PORT": str(metrics_port)})
     async with Processes(scratch_database_url, tmp_path, env) as processes:
-        server, worker = await processes.start(processes.server(), processes.worker())
+        server, worker, _beat = await processes.start(
+            processes.server(), processes.worker(), processes.beat()
+        )
         async with client_for(server) as http:
             t = await team(http)
-            hook = await create_webhook(http, t, receiver.url("/celery"), ["member.added"])
-            receiver.expect("/celery", hook["secret"], Reply(500), Reply(200))
+            hook = await create_webhook(
+                http, t, receiver.url("/via-worker?token=receivers-own"), ["member.added"]
+            )
+            receiver.expect(
+                "/via-worker?token=receivers-own", hook["secret"], Reply(500), Reply(200)
+            )
             pinged = await ping(http, t, hook["id"])
             await wait_for_delivery(http, t, hook["id"], pinged["id"], status="succeeded")
             await worker.wait_for_output(r"Worker metrics on", within=WAIT_SECONDS)
@@ -432,6 +438,8 @@ async def test_the_celery_worker_delivers_and_counts_in_its_metrics(
 
     assert len(receiver.arrivals) == 2
     assert_all_verified(receiver)
+    assert "receivers-own" not in worker.output()  # no receiver URL in the worker's log
+    assert hook["secret"] not in worker.output()
     assert 'webhook_deliveries_total{outcome="succeeded"} 1.0' in metrics.text
     assert 'webhook_deliveries_total{outcome="retry"} 1.0' in metrics.text
     assert 'webhook_deliveries_total{outcome="failed"} 0.0' in metrics.text
