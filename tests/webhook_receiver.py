@@ -100,6 +100,8 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 raw = self.rfile.read(length)
@@ -115,11 +117,14 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
+            def log_message(self, *_arguments: Any) -> None:
+                return None  # quiet: the test reads `arrivals`
 
-        server = ThreadingHTTPServer((HOST, self.port), Handler)
-        server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256  # the default 5 refuses a burst of connections
+
+        server = Server((HOST, self.port), Handler)
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
