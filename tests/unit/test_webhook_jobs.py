@@ -317,3 +317,18 @@ async def test_two_jobs_racing_on_one_backlog_deliver_each_event_once(
     assert len(per_id) == 200
     assert set(per_id.values()) == {1}
     assert await statuses(database) == Counter({"succeeded": 200})
+
+
+def test_the_defaults_are_the_contracts() -> None:
+    """API.md: 10 s, WEBHOOK_MAX_ATTEMPTS 8 (about a day), WEBHOOK_DISABLE_AFTER 20, private
+    targets refused."""
+    settings = load_settings(DATABASE_URL="sqlite+aiosqlite:///unused.db")
+    policy = JobContext(settings, create_session_factory(create_engine(settings)), None)
+    retry = policy.webhook_retry_policy()
+    assert settings.WEBHOOK_TIMEOUT_SECONDS == 10
+    assert settings.WEBHOOK_DISABLE_AFTER == 20
+    assert settings.WEBHOOK_ALLOW_PRIVATE_TARGETS is False
+    assert retry.max_attempts == 8
+    assert (retry.factor, retry.jitter) == (4, 0.25)
+    total = sum((retry.delay_after(n) for n in range(1, retry.max_attempts)), timedelta())
+    assert timedelta(hours=20) <= total <= timedelta(hours=26)
