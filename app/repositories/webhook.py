@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, insert, or_, select, tuple_, update
 
 from app.models import Webhook, WebhookDelivery, WebhookDeliveryStatus, WebhookEvent
 from app.repositories.access import webhook_visible_to
@@ -244,11 +244,42 @@ class WebhookRepository(Repository[Webhook]):
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def record_success(self, webhook_id: int, *, now: datetime) -> None:
+    async def finish_succeeded(
+        self, done: Sequence[tuple[int, int, int | None, int]]
+    ) -> list[tuple[int, int]]:
+        """Mark these (id, attempts, status code, duration ms) succeeded in one UPDATE, each
+        only if this worker still holds its claim; (id, webhook id) of those it did."""
+        by_id = {delivery_id: (code, duration) for delivery_id, _, code, duration in done}
+        statement = (
+            update(WebhookDelivery)
+            .where(
+                tuple_(WebhookDelivery.id, WebhookDelivery.attempts).in_(
+                    [(delivery_id, attempts) for delivery_id, attempts, _, _ in done]
+                ),
+                WebhookDelivery.status == Status.SENDING,
+            )
+            .values(
+                status=Status.SUCCEEDED,
+                claimed_until=None,
+                last_error=None,
+                last_status_code=case(
+                    {i: code for i, (code, _) in by_id.items()}, value=WebhookDelivery.id
+                ),
+                duration_ms=case(
+                    {i: duration for i, (_, duration) in by_id.items()}, value=WebhookDelivery.id
+                ),
+            )
+            .returning(WebhookDelivery.id, WebhookDelivery.webhook_id)
+            .execution_options(synchronize_session=False)
+        )
+        return [(row.id, row.webhook_id) for row in await self.session.execute(statement)]
+
+    async def record_success(self, webhook_ids: Sequence[int], *, now: datetime) -> None:
         await self.session.execute(
             update(Webhook)
-            .where(Webhook.id == webhook_id)
+            .where(Webhook.id.in_(sorted(set(webhook_ids))))
             .values(consecutive_failures=0, last_delivery_at=now)
+            .execution_options(synchronize_session=False)
         )
 
     async def record_attempt(self, webhook_id: int, *, now: datetime) -> None:

@@ -5,7 +5,7 @@ transaction, so a slow receiver holds no database lock or connection.
 """
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -62,6 +62,29 @@ class WebhookDeliveryService:
         ids = await self.webhooks.claim_due(now=now, until=now + self.policy.lease, limit=limit)
         return await self.webhooks.claimed(ids) if ids else []
 
+    async def record_batch(
+        self, batch: Sequence[tuple[ClaimedDelivery, AttemptResult]], *, now: datetime
+    ) -> list[Outcome]:
+        """Record several attempts (one transaction, the caller's): the successes in one
+        UPDATE first, then each failure. Outcomes in the order given."""
+        successes = [(d, r) for d, r in batch if r.ok]
+        recorded: set[int] = set()
+        if successes:
+            done = [(d.id, d.attempts, r.status_code, r.duration_ms) for d, r in successes]
+            finished = await self.webhooks.finish_succeeded(done)
+            recorded = {delivery_id for delivery_id, _ in finished}
+            if finished:
+                await self.webhooks.record_success(
+                    [webhook_id for _, webhook_id in finished], now=now
+                )
+        outcomes = []
+        for delivery, result in batch:
+            if result.ok:
+                outcomes.append(Outcome.SUCCEEDED if delivery.id in recorded else Outcome.LOST)
+            else:
+                outcomes.append(await self.record(delivery, result, now=now))
+        return outcomes
+
     async def record(
         self, delivery: ClaimedDelivery, result: AttemptResult, *, now: datetime
     ) -> Outcome:
@@ -70,7 +93,7 @@ class WebhookDeliveryService:
         if result.ok:
             if not await self._finish(delivery, result, Status.SUCCEEDED):
                 return Outcome.LOST
-            await self.webhooks.record_success(delivery.webhook_id, now=now)
+            await self.webhooks.record_success([delivery.webhook_id], now=now)
             return Outcome.SUCCEEDED
         if delivery.attempts < self.policy.max_attempts:
             delay = self.policy.delay_after(delivery.attempts, spread=self.spread())

@@ -22,7 +22,7 @@ from app.core.metrics import (
     WEBHOOK_DELIVERY_DURATION,
 )
 from app.core.pagination import CursorCodec
-from app.core.webhook_sender import WebhookRequest, WebhookSender
+from app.core.webhook_sender import AttemptResult, WebhookRequest, WebhookSender
 from app.core.webhook_targets import system_resolver
 from app.models import DeliveryStatus
 from app.repositories.notification import DeliveryRepository, NotificationRepository
@@ -41,6 +41,8 @@ WEBHOOK_CONCURRENCY = 32
 # One webhook job drains for at most this long, then says there is more (the runner or the
 # Celery task starts another): a long backlog never pins one job forever.
 WEBHOOK_SWEEP_SECONDS = 60.0
+# Outcomes recorded per transaction, at most.
+WEBHOOK_RECORD_BATCH = 100
 # The webhook backoff grows fourfold per attempt (60 s, 4 min, 16 min, ... 8 h).
 WEBHOOK_BACKOFF_FACTOR = 4
 WEBHOOK_JITTER = 0.25
@@ -163,11 +165,15 @@ async def deliver_due_webhooks(
     """Send due webhook deliveries, WEBHOOK_CONCURRENCY at a time, until none is due or the
     budget is spent; returns counts by outcome, and `more` = 1 when it stopped with work left.
 
-    One task claims batches (leases) while the queue has room; the others send and record.
+    Three kinds of task share the work: one claims batches (leases) while the queue has
+    room, WEBHOOK_CONCURRENCY send, and one records the outcomes, as many as are waiting in
+    one transaction (one row lock on the webhook per batch, not one per delivery: 32
+    senders recording one by one queued on that lock).
     """
     counts = {outcome.value: 0 for outcome in Outcome} | {"more": 0}
     sender = context.webhook_sender()
-    queue: asyncio.Queue[ClaimedDelivery | None] = asyncio.Queue(maxsize=WEBHOOK_CONCURRENCY)
+    claimed: asyncio.Queue[ClaimedDelivery | None] = asyncio.Queue(maxsize=WEBHOOK_CONCURRENCY)
+    sent: asyncio.Queue[tuple[ClaimedDelivery, AttemptResult] | None] = asyncio.Queue()
     deadline = time.monotonic() + budget_seconds
 
     async def claim() -> None:
@@ -177,33 +183,48 @@ async def deliver_due_webhooks(
                     counts["more"] = 1
                     return
                 async with UnitOfWork.begin(context.session_factory) as uow:
-                    claimed = await context.webhook_delivery_service(uow).claim(
+                    batch = await context.webhook_delivery_service(uow).claim(
                         now=datetime.now(UTC), limit=WEBHOOK_CONCURRENCY
                     )
-                if not claimed:
+                if not batch:
                     return
-                for delivery in claimed:
-                    await queue.put(delivery)
+                for delivery in batch:
+                    await claimed.put(delivery)
         finally:
             for _ in range(WEBHOOK_CONCURRENCY):
-                await queue.put(None)
+                await claimed.put(None)
 
     async def send() -> None:
-        while (delivery := await queue.get()) is not None:
-            counts[await _deliver_webhook(context, sender, delivery)] += 1
+        while (delivery := await claimed.get()) is not None:
+            await sent.put((delivery, await _send_webhook(sender, delivery)))
 
+    async def record() -> None:
+        while (first := await sent.get()) is not None:
+            batch, last = [first], False
+            while not sent.empty() and len(batch) < WEBHOOK_RECORD_BATCH:
+                item = sent.get_nowait()
+                if item is None:
+                    last = True
+                    break
+                batch.append(item)
+            for outcome in await _record_webhooks(context, batch):
+                counts[outcome.value] += 1
+            if last:
+                return
+
+    recorder = asyncio.create_task(record())
     try:
         await asyncio.gather(claim(), *(send() for _ in range(WEBHOOK_CONCURRENCY)))
     finally:
+        await sent.put(None)
+        await recorder
         await sender.aclose()
     if any(counts.values()):
         logger.info("Webhook sweep: %s", counts)
     return counts
 
 
-async def _deliver_webhook(
-    context: JobContext, sender: WebhookSender, delivery: ClaimedDelivery
-) -> str:
+async def _send_webhook(sender: WebhookSender, delivery: ClaimedDelivery) -> AttemptResult:
     request = WebhookRequest(
         url=delivery.url,
         secret=delivery.secret,
@@ -212,22 +233,29 @@ async def _deliver_webhook(
     )
     result = await sender.send(request)
     WEBHOOK_DELIVERY_DURATION.observe(result.duration_ms / 1000)
-    async with UnitOfWork.begin(context.session_factory) as uow:
-        outcome = await context.webhook_delivery_service(uow).record(
-            delivery, result, now=datetime.now(UTC)
-        )
-    WEBHOOK_DELIVERIES.labels(outcome=outcome.value).inc()
     if not result.ok:
-        # The URL's host only: its path or query may carry a token of the receiver's.
+        # The webhook's id, never its URL: the URL's path or query may carry a token.
         logger.warning(
-            "Webhook delivery %s to webhook %s failed (attempt %s, %s): %s",
+            "Webhook delivery %s to webhook %s failed (attempt %s): %s",
             delivery.id,
             delivery.webhook_id,
             delivery.attempts,
-            outcome.value,
             result.error,
         )
-    return outcome.value
+    return result
+
+
+async def _record_webhooks(
+    context: JobContext, batch: list[tuple[ClaimedDelivery, AttemptResult]]
+) -> list[Outcome]:
+    """Record a batch of attempts in one transaction; count them once it committed."""
+    async with UnitOfWork.begin(context.session_factory) as uow:
+        service = context.webhook_delivery_service(uow)
+        now = datetime.now(UTC)
+        outcomes = await service.record_batch(batch, now=now)
+    for outcome in outcomes:
+        WEBHOOK_DELIVERIES.labels(outcome=outcome.value).inc()
+    return outcomes
 
 
 async def create_due_reminders(context: JobContext) -> dict[str, int]:

@@ -211,8 +211,9 @@ class TestDeliveryJob:
         ok = AttemptResult(True, 200, None, 5)
         async with UnitOfWork.begin(database.session_factory) as uow:
             service = ctx.webhook_delivery_service(uow)
+            assert await service.record_batch([(claimed, ok)], now=later) == [Outcome.LOST]
             assert await service.record(claimed, ok, now=later) is Outcome.LOST
-            assert await service.record(retaken, ok, now=later) is Outcome.SUCCEEDED
+            assert await service.record_batch([(retaken, ok)], now=later) == [Outcome.SUCCEEDED]
 
     async def test_deliveries_of_a_disabled_webhook_wait(
         self, database: Database, receiver: Receiver
