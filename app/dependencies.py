@@ -25,6 +25,7 @@ from app.core.exceptions import (
 )
 from app.core.logging import request_id_var
 from app.core.security import TokenClaims
+from app.core.webhook_targets import system_resolver
 from app.idempotency import HEADER, KEY_PATTERN, claim_idempotency_key
 from app.models import User
 from app.rate_limiting import limit_per_user
@@ -37,6 +38,7 @@ from app.repositories.task import TaskRepository
 from app.repositories.task_event import TaskEventRepository
 from app.repositories.trash import TrashRepository
 from app.repositories.user import UserRepository
+from app.repositories.webhook import WebhookRepository
 from app.resources import Resources, ResourcesDep
 from app.services.admin import ADMIN_REQUIRED, AdminService
 from app.services.auth import AuthService
@@ -49,6 +51,8 @@ from app.services.project import ProjectService
 from app.services.task import TaskService
 from app.services.trash import TrashService
 from app.services.user import UserService
+from app.services.webhook import WebhookService
+from app.services.webhook_outbox import WebhookOutbox
 
 # Every dependency below is `async def` although none awaits: FastAPI runs a plain `def`
 # dependency in its thread pool, a thread hop per dependency per request, for work that
@@ -138,12 +142,30 @@ def build_trash_service(uow: UnitOfWork, resources: Resources) -> TrashService:
     )
 
 
+def build_webhook_outbox(uow: UnitOfWork, resources: Resources) -> WebhookOutbox:
+    return WebhookOutbox(
+        WebhookRepository(uow.session), uow=uow, wake_delivery=resources.jobs.webhooks_written
+    )
+
+
 def build_project_service(uow: UnitOfWork, resources: Resources) -> ProjectService:
     return ProjectService(
         ProjectRepository(uow.session),
         UserRepository(uow.session),
         resources.cursor_codec,
         build_notification_service(uow, resources),
+        build_webhook_outbox(uow, resources),
+    )
+
+
+def build_webhook_service(uow: UnitOfWork, resources: Resources) -> WebhookService:
+    return WebhookService(
+        WebhookRepository(uow.session),
+        build_project_service(uow, resources),
+        build_webhook_outbox(uow, resources),
+        resources.cursor_codec,
+        resolver=system_resolver,
+        allow_private_targets=resources.settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
     )
 
 
@@ -221,6 +243,14 @@ async def get_read_project_service(uow: ReadUnitOfWork, resources: ResourcesDep)
     return build_project_service(uow, resources)
 
 
+async def get_webhook_service(uow: WriteUnitOfWork, resources: ResourcesDep) -> WebhookService:
+    return build_webhook_service(uow, resources)
+
+
+async def get_read_webhook_service(uow: ReadUnitOfWork, resources: ResourcesDep) -> WebhookService:
+    return build_webhook_service(uow, resources)
+
+
 async def get_health_service(resources: ResourcesDep) -> HealthService:
     settings = resources.settings
     return HealthService(
@@ -245,6 +275,8 @@ TrashServiceDep = Annotated[TrashService, Depends(get_trash_service)]
 ReadTrashServiceDep = Annotated[TrashService, Depends(get_read_trash_service)]
 ProjectServiceDep = Annotated[ProjectService, Depends(get_project_service)]
 ReadProjectServiceDep = Annotated[ProjectService, Depends(get_read_project_service)]
+WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
+ReadWebhookServiceDep = Annotated[WebhookService, Depends(get_read_webhook_service)]
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 

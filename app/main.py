@@ -46,6 +46,7 @@ from app.routers import (
     projects,
     tasks,
     trash,
+    webhooks,
 )
 from app.services.notification import EmailPolicy
 from app.web import add_docs_pages, serve_web_app
@@ -171,6 +172,7 @@ def create_app(
     app.include_router(health.internal_router)
     app.include_router(auth.router)
     app.include_router(projects.router)
+    app.include_router(webhooks.router)
     app.include_router(tasks.router)
     app.include_router(comments.router)
     app.include_router(trash.router)

@@ -259,6 +259,31 @@ def token_codec(settings: Settings) -> TokenCodec:
     return TokenCodec.from_settings(settings)
 
 
+class WakeLog:
+    """The job runner of in-process HTTP tests: counts wake-ups, runs nothing.
+
+    The app under `client` shares one connection with the test (rolled back at the end): a
+    delivery job running beside the test on it would interleave with the test's statements.
+    The real runners are tested with real processes (test_webhook_delivery.py and others).
+    """
+
+    def __init__(self) -> None:
+        self.email = 0
+        self.webhooks = 0
+
+    def outbox_written(self) -> None:
+        self.email += 1
+
+    def webhooks_written(self) -> None:
+        self.webhooks += 1
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
 @pytest.fixture
 async def app(
     settings: Settings,
@@ -268,6 +293,8 @@ async def app(
     app = create_app(settings, session_factory=session_factory)
     resources(app).password_hasher.close()
     use_password_hasher(app, password_hasher)
+    # No background job on the test's connection (tests/factories.py, WakeLog).
+    app.state.resources = dataclasses.replace(resources(app), jobs=WakeLog())
     yield app
     await resources(app).engine.dispose()
 

@@ -161,6 +161,22 @@ class Settings(BaseSettings):
     DELIVERY_BACKOFF_MAX_SECONDS: float = Field(default=3600.0, gt=0)
     DELIVERY_LEASE_SECONDS: float = Field(default=120.0, gt=0)
 
+    # Webhooks (docs/webhooks.md). Attempts per event, each retry waiting
+    # WEBHOOK_BACKOFF_SECONDS x 4^(n-1) (with +-25% jitter) up to WEBHOOK_BACKOFF_MAX_SECONDS:
+    # the defaults spread 8 attempts over about a day.
+    WEBHOOK_MAX_ATTEMPTS: int = Field(default=8, ge=1)
+    WEBHOOK_BACKOFF_SECONDS: float = Field(default=60.0, gt=0)
+    WEBHOOK_BACKOFF_MAX_SECONDS: float = Field(default=8 * 3600.0, gt=0)
+    # A claimed delivery whose worker died is taken over once this lease runs out.
+    WEBHOOK_LEASE_SECONDS: float = Field(default=120.0, gt=0)
+    # The whole request (connect, send, response head and up to 64 KiB of its body).
+    WEBHOOK_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    # Consecutive failed events (every attempt spent) before a webhook is disabled.
+    WEBHOOK_DISABLE_AFTER: int = Field(default=20, ge=1)
+    # Allow targets on loopback, private, link-local and other non-public addresses
+    # (development and tests only: it re-opens SSRF to the internal network).
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: bool = False
+
     ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Host names this service answers to (`api.example.com`, `*.example.com`); empty = any.
     TRUSTED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -69,6 +69,20 @@ NOTIFICATION_DELIVERIES_FAILED = Counter(
 for _final in ("true", "false"):  # both series exist (at 0) from the start
     NOTIFICATION_DELIVERIES_FAILED.labels(final=_final)
 
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: succeeded; retry (failed, tried again later); "
+    "failed (failed, the last attempt); lost (a lease that ran out meanwhile).",
+    ["outcome"],
+)
+for _outcome in ("succeeded", "retry", "failed", "lost"):
+    WEBHOOK_DELIVERIES.labels(outcome=_outcome)
+WEBHOOK_DELIVERY_DURATION = Histogram(
+    "webhook_delivery_duration_seconds",
+    "Time of one webhook delivery attempt (resolution, connection, request, response).",
+    buckets=LATENCY_BUCKETS,
+)
+
 
 def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else OTHER_METHOD

@@ -15,6 +15,13 @@ from app.models.refresh_token import RefreshToken
 from app.models.task import Priority, Task, TaskFollower, TaskTag
 from app.models.task_event import TaskEvent, TaskEventKind
 from app.models.user import User
+from app.models.webhook import (
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 __all__ = [
     "AuthSession",
@@ -36,4 +43,9 @@ __all__ = [
     "TaskFollower",
     "TaskTag",
     "User",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEvent",
+    "WebhookEventType",
 ]

@@ -15,6 +15,7 @@ class NotificationKind(StrEnum):
     TASK_OVERDUE = "task_overdue"
     TASK_ASSIGNED = "task_assigned"
     PROJECT_SHARED = "project_shared"
+    WEBHOOK_DISABLED = "webhook_disabled"
 
 
 class Notification(Base):

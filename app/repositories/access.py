@@ -11,6 +11,8 @@ scoped by.
 - A comment is visible through its task: comment queries take the `TaskRecord` that a
   visible-task read returned, never a bare task id from the client.
 - A notification is visible to its recipient: `notification_visible_to(user_id)`.
+- A webhook (and its deliveries log) is visible to the admins and owner of its project:
+  `webhook_visible_to(user_id)`.
 
 What a user cannot see answers exactly like what does not exist (404, same body); a member
 whose role is too low is told so (403): services tell the two apart with `role_in`.
@@ -18,7 +20,7 @@ whose role is too low is told so (403): services tell the two apart with `role_i
 
 from sqlalchemy import ColumnElement, Select, and_, select
 
-from app.models import Notification, Project, ProjectMember, Role, Task
+from app.models import Notification, Project, ProjectMember, Role, Task, Webhook
 
 # A user id, or a bound parameter standing for one (statements built once: task_list.py).
 UserRef = int | ColumnElement[int]
@@ -44,6 +46,11 @@ def task_visible_to(user_id: UserRef, at_least: Role = Role.VIEWER) -> ColumnEle
 def trashed_task_visible_to(user_id: int, at_least: Role = Role.EDITOR) -> ColumnElement[bool]:
     """The tasks in the trash of projects where `user_id` holds `at_least` that role."""
     return and_(Task.project_id.in_(projects_of(user_id, at_least)), Task.deleted_at.is_not(None))
+
+
+def webhook_visible_to(user_id: int, at_least: Role = Role.ADMIN) -> ColumnElement[bool]:
+    """The webhooks `user_id` may see and manage: those of projects where they are admin+."""
+    return Webhook.project_id.in_(projects_of(user_id, at_least))
 
 
 def notification_visible_to(user_id: int) -> ColumnElement[bool]:

@@ -245,6 +245,15 @@ class ProjectRepository:
         )
         return {row.user_id: row.role for row in await self.session.execute(statement)}
 
+    async def admin_ids(self, project_id: int) -> list[int]:
+        """The project's admins and its owner, by user id."""
+        statement = (
+            select(ProjectMember.user_id)
+            .where(ProjectMember.project_id == project_id, ProjectMember.role >= Role.ADMIN)
+            .order_by(ProjectMember.user_id)
+        )
+        return list(await self.session.scalars(statement))
+
     async def is_member(self, project_id: int, user_id: int) -> bool:
         statement = select(
             select(ProjectMember.user_id)

@@ -50,3 +50,5 @@ async def parse_if_match(
 
 
 IfMatch = Annotated[int | None, Depends(parse_if_match)]
+WebhookId = Annotated[int, Path(ge=1, le=MAX_ID, description="The webhook's id")]
+DeliveryId = Annotated[int, Path(ge=1, le=MAX_ID, description="The delivery's id")]

@@ -23,18 +23,29 @@ class ClaimedDelivery:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """When to try again: used by the e-mail outbox and by webhook deliveries."""
+
     max_attempts: int
     backoff: timedelta
     backoff_max: timedelta
     lease: timedelta
+    factor: int = 2
+    # Each delay is spread by up to this share either way (0.25: 75% to 125%), so the
+    # retries of events that failed together do not all come back at the same moment.
+    jitter: float = 0.0
 
-    def delay_after(self, attempts: int) -> timedelta:
-        """Exponential backoff: backoff, then twice that, four times, ... up to backoff_max."""
-        factor = 1 << min(max(attempts - 1, 0), 64)
+    def delay_after(self, attempts: int, *, spread: float = 0.5) -> timedelta:
+        """Exponential backoff: backoff, then `factor` times that, ... up to backoff_max.
+
+        `spread` (0..1, a random number for webhooks) places the delay within the jitter.
+        """
+        exponent = min(max(attempts - 1, 0), 64)
         # Compared before multiplying: backoff * 2**42 is beyond what a timedelta can hold.
-        if factor >= self.backoff_max / self.backoff:
-            return self.backoff_max
-        return self.backoff * factor
+        if self.factor**exponent >= self.backoff_max / self.backoff:
+            delay = self.backoff_max
+        else:
+            delay = self.backoff * self.factor**exponent
+        return delay * (1 + self.jitter * (2 * spread - 1))
 
 
 class DeliveryService:

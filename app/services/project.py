@@ -11,7 +11,7 @@ from app.core.exceptions import (
     PreconditionFailedError,
 )
 from app.core.pagination import CursorCodec, PageResult, paginate
-from app.models import NotificationKind, Role, User
+from app.models import NotificationKind, Role, User, WebhookEventType
 from app.repositories.base import Keyset
 from app.repositories.project import MemberRecord, ProjectRecord, ProjectRepository
 from app.repositories.user import UserRepository
@@ -19,6 +19,7 @@ from app.schemas.common import PageQuery
 from app.schemas.project import MemberCreate, MemberUpdate, ProjectCreate, ProjectUpdate
 from app.services.notification import NotificationService
 from app.services.task import PROJECT_NOT_FOUND, role_too_low
+from app.services.webhook_outbox import WebhookOutbox
 
 MEMBER_NOT_FOUND = "Member not found"
 USER_NOT_FOUND = "No active user with this username"
@@ -36,11 +37,13 @@ class ProjectService:
         users: UserRepository,
         cursors: CursorCodec,
         notifications: NotificationService,
+        outbox: WebhookOutbox,
     ) -> None:
         self.projects = projects
         self.users = users
         self.cursors = cursors
         self.notifications = notifications
+        self.outbox = outbox
 
     async def get_project(self, user: User, project_id: int) -> ProjectRecord:
         """A project the user is a member of, or NotFoundError (like a project never made)."""
@@ -49,7 +52,8 @@ class ProjectService:
             raise NotFoundError(PROJECT_NOT_FOUND)
         return project
 
-    async def _as(self, user: User, project_id: int, needed: Role) -> ProjectRecord:
+    async def require_role(self, user: User, project_id: int, needed: Role) -> ProjectRecord:
+        """The project if the user holds `needed` there; 404 for a non-member, else 403."""
         project = await self.get_project(user, project_id)
         if not project.role.at_least(needed):
             raise role_too_low(needed)
@@ -80,7 +84,7 @@ class ProjectService:
         self, user: User, project_id: int, data: ProjectUpdate, *, if_match: int | None
     ) -> ProjectRecord:
         """Admin+; the inbox keeps its name."""
-        project = await self._as(user, project_id, Role.ADMIN)
+        project = await self.require_role(user, project_id, Role.ADMIN)
         if project.is_inbox:
             raise InvalidRequestError(INBOX_IS_PRIVATE)
         changes: dict[str, Any] = data.changes()
@@ -96,7 +100,7 @@ class ProjectService:
 
     async def delete_project(self, user: User, project_id: int, *, if_match: int | None) -> None:
         """Owner only; its tasks, comments and members go with it. The inbox stays."""
-        project = await self._as(user, project_id, Role.OWNER)
+        project = await self.require_role(user, project_id, Role.OWNER)
         if project.is_inbox:
             raise InvalidRequestError(INBOX_IS_PRIVATE)
         if not await self.projects.delete(project_id, expected_version=if_match):
@@ -128,7 +132,7 @@ class ProjectService:
 
     async def add_member(self, user: User, project_id: int, data: MemberCreate) -> MemberRecord:
         """Admin+ adds an active user with a role up to admin; they are told of it."""
-        project = await self._as(user, project_id, Role.ADMIN)
+        project = await self.require_role(user, project_id, Role.ADMIN)
         if project.is_inbox:
             raise InvalidRequestError(INBOX_IS_PRIVATE)
         added = await self.users.get_by_username(data.username)
@@ -142,7 +146,9 @@ class ProjectService:
             project_id=project_id,
             actor_id=user.id,
         )
-        return await self._member(project_id, added.id)
+        member = await self._member(project_id, added.id)
+        await self._publish_member(WebhookEventType.MEMBER_ADDED, project_id, member, actor=user)
+        return member
 
     async def change_role(
         self, user: User, project_id: int, member_id: int, data: MemberUpdate
@@ -187,11 +193,27 @@ class ProjectService:
         project = await self.get_project(user, project_id)
         if member_id != user.id and not project.role.at_least(Role.ADMIN):
             raise role_too_low(Role.ADMIN)
-        role = await self.projects.role_of(project_id, member_id)
-        if role is None:
+        member = await self.projects.get_member(project_id, member_id)
+        if member is None:
             raise NotFoundError(MEMBER_NOT_FOUND)
-        if role is Role.OWNER or not await self.projects.remove_member(project_id, member_id):
+        if member.role is Role.OWNER or not await self.projects.remove_member(
+            project_id, member_id
+        ):
             raise InvalidRequestError(OWNER_STAYS)
+        await self._publish_member(WebhookEventType.MEMBER_REMOVED, project_id, member, actor=user)
+
+    async def _publish_member(
+        self, event: WebhookEventType, project_id: int, member: MemberRecord, *, actor: User
+    ) -> None:
+        data = {
+            "member": {
+                "user_id": member.user_id,
+                "username": member.username,
+                "role": member.role.value,
+                "added_at": member.added_at,
+            }
+        }
+        await self.outbox.publish(project_id, event, actor_id=actor.id, data=data)
 
     async def _member(self, project_id: int, user_id: int) -> MemberRecord:
         member = await self.projects.get_member(project_id, user_id)

@@ -11,6 +11,7 @@ from app.workers.jobs import (
     JobContext,
     create_due_reminders,
     deliver_due_notifications,
+    deliver_due_webhooks,
     run_periodic_jobs,
 )
 
@@ -34,6 +35,15 @@ def _run(job: Callable[[JobContext], Awaitable[T]]) -> T:
 @celery_app.task(name="app.workers.tasks.deliver_notifications")
 def deliver_notifications() -> dict[str, int]:
     return _run(deliver_due_notifications)
+
+
+@celery_app.task(name="app.workers.tasks.deliver_webhooks")
+def deliver_webhooks() -> dict[str, int]:
+    """Drain due webhook deliveries; a drain that ran out of time queues the next one."""
+    counts = _run(deliver_due_webhooks)
+    if counts["more"]:
+        deliver_webhooks.apply_async(retry=False, ignore_result=True)
+    return counts
 
 
 @celery_app.task(name="app.workers.tasks.create_reminders")

@@ -17,6 +17,8 @@ from httpx import AsyncClient, Response
 
 from tests.teams import ROLES, Person, Team, add_member, ok, person, task_in, team
 
+# A public address literal: accepted without a DNS lookup.
+WEBHOOK_TARGET = "https://93.184.215.14/hook"
 # "author": only the comment's author (a commenter here), whatever the role of the others.
 REQUIRED: dict[str, str] = {
     "GET /projects/{project_id}": "viewer",
@@ -41,6 +43,14 @@ REQUIRED: dict[str, str] = {
     "POST /trash/{task_id}/restore": "editor",
     # Admin+, or whoever deleted it: here the owner did (test_trash.py has the deleter).
     "DELETE /trash/{task_id}": "admin",
+    "POST /projects/{project_id}/webhooks": "admin",
+    "GET /projects/{project_id}/webhooks": "admin",
+    "PATCH /projects/{project_id}/webhooks/{webhook_id}": "admin",
+    "DELETE /projects/{project_id}/webhooks/{webhook_id}": "admin",
+    "POST /projects/{project_id}/webhooks/{webhook_id}/rotate-secret": "admin",
+    "POST /projects/{project_id}/webhooks/{webhook_id}/ping": "admin",
+    "GET /projects/{project_id}/webhooks/{webhook_id}/deliveries": "admin",
+    "POST /projects/{project_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": "admin",
 }
 NOT_ABOUT_A_PROJECT = {
     "POST /projects",  # creates one: anyone signed in
@@ -86,6 +96,8 @@ class World:
     target: Person  # a viewer whose membership the member operations change
     newcomer: Person  # not a member: POST .../members adds them
     trashed: dict[str, Any]  # deleted by the owner: what /trash/{task_id} is tried on
+    webhook: dict[str, Any]  # the owner's, pinged once
+    delivery: dict[str, Any]  # that ping's delivery
 
 
 async def world(client: AsyncClient) -> World:
@@ -109,7 +121,11 @@ async def world(client: AsyncClient) -> World:
     )
     trashed = await task_in(client, t.id, t.owner)
     ok(await client.delete(f"/tasks/{trashed['id']}", headers=t.owner.headers), 204)
-    return World(t, task, comment, owners, target, newcomer, trashed)
+    hooks = f"/projects/{t.id}/webhooks"
+    body = {"url": WEBHOOK_TARGET, "events": ["member.added"]}
+    webhook = ok(await client.post(hooks, json=body, headers=t.owner.headers), 201)
+    delivery = ok(await client.post(f"{hooks}/{webhook['id']}/ping", headers=t.owner.headers), 202)
+    return World(t, task, comment, owners, target, newcomer, trashed, webhook, delivery)
 
 
 def request_of(operation: str, w: World, project_id: int) -> dict[str, Any]:
@@ -120,6 +136,8 @@ def request_of(operation: str, w: World, project_id: int) -> dict[str, Any]:
         task_id=w.trashed["id"] if path.startswith("/trash/") else w.task["id"],
         comment_id=comment["id"],
         user_id=w.target.id,
+        webhook_id=w.webhook["id"],
+        delivery_id=w.delivery["id"],
     )
     bodies: dict[str, dict[str, Any]] = {
         "PATCH /projects/{project_id}": {"json": {"name": "renamed"}},
@@ -132,6 +150,10 @@ def request_of(operation: str, w: World, project_id: int) -> dict[str, Any]:
         "PATCH /tasks/{task_id}": {"json": {"title": "changed"}},
         "POST /tasks/{task_id}/comments": {"json": {"text": "hello"}},
         "PATCH /tasks/{task_id}/comments/{comment_id}": {"json": {"text": "edited"}},
+        "POST /projects/{project_id}/webhooks": {
+            "json": {"url": WEBHOOK_TARGET, "events": ["task.created"]}
+        },
+        "PATCH /projects/{project_id}/webhooks/{webhook_id}": {"json": {"enabled": False}},
     }
     return {"method": method, "url": url, **bodies.get(operation, {})}
 

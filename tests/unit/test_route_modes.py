@@ -45,6 +45,8 @@ DATABASE_READS = {
     "/projects",
     "/projects/{project_id}",
     "/projects/{project_id}/members",
+    "/projects/{project_id}/webhooks",
+    "/projects/{project_id}/webhooks/{webhook_id}/deliveries",
 }
 
 
