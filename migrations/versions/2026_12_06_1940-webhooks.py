@@ -4,7 +4,7 @@ An event is written in the transaction of its change; a delivery is one event fo
 webhook. Deleting a project removes its webhooks, events and deliveries (ON DELETE CASCADE).
 
 Revision ID: 5a19fd716878
-Revises: 7a3e9c1b5d42
+Revises: 9d4c6a2b8e17
 Create Date: 2026-12-06 19:03:22.944206+00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision: str = "5a19fd716878"
-down_revision: str | None = "7a3e9c1b5d42"
+down_revision: str | None = "9d4c6a2b8e17"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
