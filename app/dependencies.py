@@ -120,7 +120,10 @@ def build_history_service(uow: UnitOfWork, resources: Resources) -> HistoryServi
     # The request's id, set by RequestContextMiddleware: read here, at the top, and handed
     # down, so the services and repositories below read no hidden state.
     return HistoryService(
-        TaskEventRepository(uow.session), resources.cursor_codec, request_id=request_id_var.get()
+        TaskEventRepository(uow.session),
+        resources.cursor_codec,
+        build_webhook_outbox(uow, resources),
+        request_id=request_id_var.get(),
     )
 
 

@@ -19,10 +19,12 @@ from app.repositories.notification import NotificationRepository
 from app.repositories.project import ProjectRepository
 from app.repositories.task import TaskRepository
 from app.repositories.task_event import TaskEventRepository
+from app.repositories.webhook import WebhookRepository
 from app.services.comment import CommentService
 from app.services.history import HistoryService
 from app.services.notification import EmailPolicy, NotificationService
 from app.services.task import TaskService
+from app.services.webhook_outbox import WebhookOutbox
 from tests.conftest import bearer, login, register
 
 Json = dict[str, Any]
@@ -214,8 +216,9 @@ def task_service(
 
 
 def history_service(session: AsyncSession, *, request_id: str | None = None) -> HistoryService:
+    outbox = WebhookOutbox(WebhookRepository(session), uow=AfterCommitLog(), wake_delivery=None)
     return HistoryService(
-        TaskEventRepository(session), CursorCodec(CURSOR_KEY), request_id=request_id
+        TaskEventRepository(session), CursorCodec(CURSOR_KEY), outbox, request_id=request_id
     )
 
 

@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.core.pagination import CursorCodec, PageResult, paginate
-from app.models import Comment, TaskEvent, TaskEventKind
+from app.models import Comment, TaskEvent, TaskEventKind, WebhookEventType
 from app.repositories.task_event import TaskEventRepository
 from app.repositories.task_record import TaskRecord
+from app.schemas.comment import CommentRead
 from app.schemas.common import PageQuery
+from app.schemas.task import TaskRead
+from app.services.webhook_outbox import WebhookOutbox
 
 CURSOR_SCOPE = "history"
 Changes = dict[str, dict[str, Any]]
@@ -42,6 +45,21 @@ ASPECTS: tuple[tuple[TaskEventKind | None, frozenset[str]], ...] = (
     (None, frozenset({"completed", "completed_at"})),  # completed or reopened
     (TaskEventKind.UPDATED, frozenset({"title", "description", "priority", "due_at", "tags"})),
 )
+
+
+# The webhook event of each kind of history event (API.md, v2 Webhooks).
+WEBHOOK_EVENT_OF = {
+    TaskEventKind.CREATED: WebhookEventType.TASK_CREATED,
+    TaskEventKind.UPDATED: WebhookEventType.TASK_UPDATED,
+    TaskEventKind.MOVED: WebhookEventType.TASK_UPDATED,
+    TaskEventKind.ASSIGNED: WebhookEventType.TASK_UPDATED,
+    TaskEventKind.REOPENED: WebhookEventType.TASK_UPDATED,
+    TaskEventKind.COMPLETED: WebhookEventType.TASK_COMPLETED,
+    TaskEventKind.DELETED: WebhookEventType.TASK_DELETED,
+    TaskEventKind.RESTORED: WebhookEventType.TASK_RESTORED,
+    TaskEventKind.COMMENTED: WebhookEventType.COMMENT_CREATED,
+    TaskEventKind.COMMENT_DELETED: WebhookEventType.COMMENT_DELETED,
+}
 
 
 def as_json(value: Any) -> Any:
@@ -85,10 +103,17 @@ class HistoryService:
     """Records events (the one producer) and reads a task's history."""
 
     def __init__(
-        self, events: TaskEventRepository, cursors: CursorCodec, *, request_id: str | None
+        self,
+        events: TaskEventRepository,
+        cursors: CursorCodec,
+        outbox: WebhookOutbox,
+        *,
+        request_id: str | None,
     ) -> None:
         self.events = events
         self.cursors = cursors
+        # Every event also goes to the project's webhooks, in the same transaction.
+        self.outbox = outbox
         # The request's id (X-Request-ID), passed in by the wiring; None for jobs and the CLI.
         self.request_id = request_id
 
@@ -115,6 +140,29 @@ class HistoryService:
                     "created_at": datetime.now(UTC),
                 }
             ]
+        )
+        await self._publish(task, kind, actor_id=actor_id, changes=changes, comment=comment)
+
+    async def _publish(
+        self,
+        task: TaskRecord,
+        kind: TaskEventKind,
+        *,
+        actor_id: int | None,
+        changes: Changes | None,
+        comment: Comment | None,
+    ) -> None:
+        """The event for the project's webhooks: the task (or the comment) as the API shows it."""
+        if comment is None:
+            data = {"task": TaskRead.model_validate(task).model_dump(mode="json")}
+        else:
+            data = {"comment": CommentRead.model_validate(comment).model_dump(mode="json")}
+        await self.outbox.publish(
+            task.project_id,
+            WEBHOOK_EVENT_OF[kind],
+            actor_id=actor_id,
+            data=data,
+            changes=changes if changes else None,
         )
 
     async def record_update(self, before: TaskRecord, after: TaskRecord, *, actor_id: int) -> None:

@@ -17,7 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Webhook, WebhookDelivery, WebhookEvent
 from tests.conftest import WakeLog, resources
-from tests.teams import Person, Team, add_member, detail, ok, person, team
+from tests.teams import (
+    Person,
+    Team,
+    add_member,
+    create_project,
+    detail,
+    ok,
+    person,
+    task_in,
+    team,
+)
 
 TARGET = "https://93.184.215.14/hooks/task-manager"
 OTHER_TARGET = "http://93.184.215.15:8080/in"
@@ -525,3 +535,79 @@ async def test_a_project_member_below_admin_is_refused(client: AsyncClient) -> N
     editor: Person = t.members["editor"]
     response = await client.get(base(t.id), headers=editor.headers)
     assert "admin" in detail(response, 403)
+
+
+TASK_AND_COMMENT_EVENTS = [e for e in ALL_EVENTS if not e.startswith("member.")]
+
+
+class TestTaskAndCommentEvents:
+    """Every change of a task or a comment reaches the webhooks through the one producer of
+    history events (app/services/history.py), with the task or comment as the API shows it."""
+
+    async def test_every_writing_route_is_an_event(
+        self, client: AsyncClient, session: AsyncSession, app: FastAPI
+    ) -> None:
+        t = await team(client)
+        editor, by = t.members["editor"], t.owner.headers
+        other = Team(await create_project(client, t.owner, "Elsewhere"), {"owner": t.owner})
+        await add_member(client, other, t.owner, editor, "editor")
+        await create(client, t, events=TASK_AND_COMMENT_EVENTS)
+        await create(client, other, events=["task.updated"])
+        before = wakes(app).webhooks
+
+        task = await task_in(client, t.id, editor, title="Ship it")
+        path = f"/tasks/{task['id']}"
+        ok(await client.patch(path, json={"title": "Ship it now"}, headers=by))
+        ok(await client.patch(path, json={"assignee_id": editor.id}, headers=by))
+        ok(await client.patch(path, json={"completed": True}, headers=by))
+        ok(await client.patch(path, json={"completed": False}, headers=by))
+        comment = ok(await client.post(f"{path}/comments", json={"text": "On it"}, headers=by), 201)
+        ok(await client.delete(f"{path}/comments/{comment['id']}", headers=by), 204)
+        ok(await client.delete(path, headers=by), 204)
+        ok(await client.post(f"/trash/{task['id']}/restore", headers=by))
+        ok(await client.patch(path, json={"project_id": other.id}, headers=by))
+
+        bodies = [json.loads(event.body) for event in await events_of(session, t.id)]
+        assert [(b["type"], b["data"]["actor_id"]) for b in bodies] == [
+            ("task.created", editor.id),
+            ("task.updated", t.owner.id),
+            ("task.updated", t.owner.id),
+            ("task.completed", t.owner.id),
+            ("task.updated", t.owner.id),
+            ("comment.created", t.owner.id),
+            ("comment.deleted", t.owner.id),
+            ("task.deleted", t.owner.id),
+            ("task.restored", t.owner.id),
+        ]
+        created, renamed, assigned = bodies[0]["data"], bodies[1]["data"], bodies[2]["data"]
+        assert created["project_id"] == t.id
+        assert created["task"]["id"] == task["id"]
+        assert created["task"]["title"] == "Ship it"
+        assert created["changes"]["title"] == {"from": None, "to": "Ship it"}
+        assert renamed["changes"] == {"title": {"from": "Ship it", "to": "Ship it now"}}
+        assert renamed["task"]["title"] == "Ship it now"
+        assert assigned["changes"] == {"assignee_id": {"from": None, "to": editor.id}}
+        assert bodies[3]["data"]["task"]["completed"] is True
+        assert bodies[5]["data"]["comment"]["id"] == comment["id"]
+        assert bodies[5]["data"]["comment"]["text"] == "On it"
+        assert bodies[5]["data"]["comment"]["task_id"] == task["id"]
+        # The move is an event of the project the task moved to (its webhook takes updates).
+        [moved] = [json.loads(event.body) for event in await events_of(session, other.id)]
+        assert moved["type"] == "task.updated"
+        assert moved["data"]["changes"]["project_id"] == {"from": t.id, "to": other.id}
+        assert wakes(app).webhooks == before + 10
+
+    async def test_a_refused_change_is_no_event(
+        self, client: AsyncClient, session: AsyncSession
+    ) -> None:
+        t = await team(client)
+        await create(client, t, events=TASK_AND_COMMENT_EVENTS)
+        task = await task_in(client, t.id, t.owner)
+        [created] = await events_of(session, t.id)
+        stale = {"If-Match": '"99"', **t.owner.headers}
+        response = await client.patch(f"/tasks/{task['id']}", json={"title": "x"}, headers=stale)
+        assert response.status_code == 412, response.text
+        viewer = t.members["viewer"].headers
+        response = await client.patch(f"/tasks/{task['id']}", json={"title": "y"}, headers=viewer)
+        assert response.status_code == 403, response.text
+        assert await events_of(session, t.id) == [created]
