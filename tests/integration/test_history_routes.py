@@ -51,6 +51,14 @@ NO_EVENT = {
     "POST /notifications/{notification_id}/read": "no task",
     "POST /notifications/read-all": "no task",
     "PATCH /admin/users/{user_id}": "no task",
+    "POST /projects/{project_id}/webhooks": "no task",
+    "PATCH /projects/{project_id}/webhooks/{webhook_id}": "no task",
+    "DELETE /projects/{project_id}/webhooks/{webhook_id}": "no task",
+    "POST /projects/{project_id}/webhooks/{webhook_id}/rotate-secret": "no task",
+    "POST /projects/{project_id}/webhooks/{webhook_id}/ping": "no task",
+    "POST /projects/{project_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": (
+        "no task"
+    ),
 }
 UNSAFE = {"post", "patch", "put", "delete"}
 
