@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     LOG_FILE: Path | None = Path("logs/task_manager.log")
     LOG_FILE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     LOG_FILE_BACKUP_COUNT: int = Field(default=5, ge=0)
+    # One INFO line per request (uvicorn's access log), shown when LOG_LEVEL is INFO or DEBUG.
+    ACCESS_LOG: bool = True
 
     # Redis: the Celery broker (unless CELERY_BROKER_URL says otherwise) and the shared
     # identity cache. Unset: jobs run inside the API process, the cache is per process.
