@@ -82,11 +82,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if LIVE_SERVER:
         select_live_server_tests(config, items)
     if is_postgres():
+        deselect_database_agnostic_tests(config, items)
         return
     skip = pytest.mark.skip(reason="PostgreSQL only: run with TEST_DATABASE_URL=postgresql://...")
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)
+
+
+def deselect_database_agnostic_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Their servers start on either database and do the same: once (on SQLite) is enough."""
+    agnostic = [item for item in items if "database_agnostic" in item.keywords]
+    if agnostic:
+        config.hook.pytest_deselected(items=agnostic)
+        items[:] = [item for item in items if "database_agnostic" not in item.keywords]
 
 
 def select_live_server_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
