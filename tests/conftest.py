@@ -335,18 +335,19 @@ async def live_server(
     workdir = tmp_path_factory.mktemp("live-server")
     with ExitStack() as pgbouncer:
         if THROUGH_PGBOUNCER:
-            env["DATABASE_URL"] = pgbouncer.enter_context(
+            bouncer = pgbouncer.enter_context(
                 running_pgbouncer(
                     database_url, workdir / "pgbouncer", pool_size=PGBOUNCER_SERVER_CONNECTIONS
                 )
             )
+            env["DATABASE_URL"] = bouncer.url
             env["DB_TRANSACTION_POOLING"] = "true"
         # Migrates database_url itself, then serves on env's DATABASE_URL.
         server = await start_server(database_url, workdir, workers=2, env=env)
         yield server
         await stop_checked(server)
         if THROUGH_PGBOUNCER:  # the server did connect through it
-            log = (workdir / "pgbouncer" / "pgbouncer.log").read_text()
+            log = bouncer.log.read_text()
             assert "registered new auto-database" in log, log
 
 

@@ -2,7 +2,9 @@
 
 `running_pgbouncer()` renders deploy/pgbouncer.stack.ini.template the way scripts/stack
 does (transaction pooling, the statement timeout on every server connection) on a free port
-of 127.0.0.1 and yields the database URL through it: same database, same user.
+of 127.0.0.1 and yields the database URL through it: same database, same user. The
+benchmark (bench/run.py, bench/cpu.py) runs it too, with a binary of its own finding: pytest
+is imported only to fail or skip a test when pgbouncer is missing.
 """
 
 import os
@@ -14,9 +16,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +28,17 @@ START_SECONDS = 10.0
 STOP_SECONDS = 10.0
 
 
-def pgbouncer_binary() -> str:
-    """pgbouncer's path. Missing: CI fails (it installs it), a laptop skips and says so."""
-    found = shutil.which("pgbouncer") or next(
+def find_pgbouncer() -> str | None:
+    return shutil.which("pgbouncer") or next(
         (path for path in ("/usr/sbin/pgbouncer",) if os.access(path, os.X_OK)), None
     )
+
+
+def pgbouncer_binary() -> str:
+    """pgbouncer's path. Missing: CI fails (it installs it), a laptop skips and says so."""
+    import pytest
+
+    found = find_pgbouncer()
     if found is None:
         if os.environ.get("CI") == "true":
             pytest.fail("pgbouncer is not installed (CI installs it in .ci/run)")
@@ -72,17 +80,30 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class PgBouncer:
+    url: str  # the database URL through it
+    pid: int
+    log: Path
+
+
 @contextmanager
 def running_pgbouncer(
-    database_url: str, state_dir: Path, *, pool_size: int = 4, statement_timeout_ms: int = 15_000
-) -> Iterator[str]:
-    """PgBouncer in front of `database_url`'s server; yields the URL through it.
+    database_url: str,
+    state_dir: Path,
+    *,
+    pool_size: int = 4,
+    statement_timeout_ms: int = 15_000,
+    port: int | None = None,
+    binary: str | None = None,
+) -> Iterator[PgBouncer]:
+    """PgBouncer in front of `database_url`'s server, on `port` or a free one.
 
     `pool_size` server connections at most: fewer than the clients, so that clients share
     them and a statement that outlives its transaction shows.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = port or _free_port()
     config = render_config(
         state_dir,
         database_url=database_url,
@@ -95,7 +116,7 @@ def running_pgbouncer(
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [pgbouncer_binary(), *user, str(config)],
+            [binary or pgbouncer_binary(), *user, str(config)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -110,7 +131,7 @@ def running_pgbouncer(
             assert time.monotonic() < deadline, "pgbouncer did not listen in time"
             time.sleep(0.05)
         url = make_url(database_url).set(host=HOST, port=port)
-        yield url.render_as_string(hide_password=False)
+        yield PgBouncer(url.render_as_string(hide_password=False), process.pid, log)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

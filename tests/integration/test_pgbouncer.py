@@ -1,4 +1,5 @@
-"""The app's engine behind PgBouncer in transaction pooling mode (deploy/pgbouncer.stack.ini.template).
+"""The app's engine behind PgBouncer in transaction pooling mode (the shipped
+deploy/pgbouncer.stack.ini.template).
 
 Several clients share fewer server connections, as in production: each transaction, and each
 statement of a read session (autocommit), may run on another server connection than the last.
@@ -40,8 +41,8 @@ def pgbouncer_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
         tmp_path_factory.mktemp("pgbouncer"),
         pool_size=SERVER_CONNECTIONS,
         statement_timeout_ms=STATEMENT_TIMEOUT_MS,
-    ) as url:
-        yield url
+    ) as bouncer:
+        yield bouncer.url
 
 
 def _engine(url: str, *, transaction_pooling: bool) -> AsyncEngine:
@@ -100,7 +101,8 @@ class TestTransactionPooling:
     async def test_without_it_the_statement_timeout_is_refused(self, pgbouncer_url: str) -> None:
         engine = _engine(pgbouncer_url, transaction_pooling=False)
         try:
-            with pytest.raises(DBAPIError, match="unsupported startup parameter: statement_timeout"):
+            refused = "unsupported startup parameter: statement_timeout"
+            with pytest.raises(DBAPIError, match=refused):
                 async with engine.connect():
                     pass
         finally:

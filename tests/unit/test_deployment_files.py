@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
-
 from sqlalchemy import make_url
 
 from app.cli import cli
@@ -201,8 +200,9 @@ class TestPgBouncer:
         assert environment["DB_TRANSACTION_POOLING"] == "true"
 
     def test_compose_mounts_its_config(self, services: dict[str, dict[str, Any]]) -> None:
-        assert "./deploy/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro" in (
-            services["pgbouncer"]["volumes"]
+        assert (
+            "./deploy/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro"
+            in (services["pgbouncer"]["volumes"])
         )
         assert services["pgbouncer"]["image"].count(":") == 1  # pinned by tag
         assert not services["pgbouncer"]["image"].endswith(":latest")
@@ -221,11 +221,13 @@ class TestPgBouncer:
             assert compose["pgbouncer"][key] == stack["pgbouncer"][key], key
         assert compose["pgbouncer"]["pool_mode"] == "transaction"
         timeout = Settings.model_fields["DB_STATEMENT_TIMEOUT_MS"].default
-        assert f"connect_query='SET statement_timeout = {timeout}'" in (
-            compose["databases"]["task_manager"]
+        assert (
+            f"connect_query='SET statement_timeout = {timeout}'"
+            in (compose["databases"]["task_manager"])
         )
-        assert "connect_query='SET statement_timeout = @STATEMENT_TIMEOUT_MS@'" in (
-            stack["databases"]["*"]
+        assert (
+            "connect_query='SET statement_timeout = @STATEMENT_TIMEOUT_MS@'"
+            in (stack["databases"]["*"])
         )
 
 
