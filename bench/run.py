@@ -378,6 +378,8 @@ def app_server(
 @contextmanager
 def pgbouncer_in_front(database_url: str) -> Iterator[Any]:
     """The shipped PgBouncer configuration in front of `database_url` (tests/pgbouncer.py)."""
+    if str(ROOT) not in sys.path:  # bench/cpu.py imports this module without it
+        sys.path.insert(0, str(ROOT))
     from tests.pgbouncer import find_pgbouncer, running_pgbouncer
 
     binary = find_pgbouncer()

@@ -60,19 +60,19 @@ def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
         return {"timeout": settings.DB_CONNECT_TIMEOUT_SECONDS, "server_settings": server_settings}
     # Behind a transaction pooler each transaction, and each statement outside one (the read
     # sessions' autocommit), may run on another server connection. A named prepared
-    # statement (asyncpg's and SQLAlchemy's caches, `__asyncpg_stmt_N__`) then "does not
-    # exist" there, or "already exists" under another client's query. With both caches off
-    # asyncpg prepares the unnamed statement and parses it again in the same message as its
-    # execution, so no statement outlives its round trip (asyncpg `_get_statement`). Not
-    # SQLAlchemy's recipe of unique names: those still break outside a transaction, and
-    # pile up on the server connections. Startup parameters other than a handful are
-    # refused by PgBouncer and would not follow the client anyway: the statement timeout
-    # is the pooler's (connect_query) or the role's (docs/deployment.md).
+    # statement (asyncpg's statement cache, `__asyncpg_stmt_N__`) then "does not exist"
+    # there, or "already exists" under another client's query. With that cache off, asyncpg
+    # prepares the unnamed statement and marks it to be parsed again in the same message as
+    # every execution (asyncpg `_get_statement`), so no statement outlives its round trip;
+    # SQLAlchemy's own cache then keeps only the described statement (result columns,
+    # codecs), which saves the describe round trip. Not SQLAlchemy's recipe of unique names:
+    # those still break outside a transaction, and pile up on the server connections.
+    # PgBouncer refuses startup parameters other than a handful, and they would not follow
+    # the client anyway: the statement timeout is the pooler's (connect_query) or the role's.
     return {
         "timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
         "server_settings": server_settings,
         "statement_cache_size": 0,
-        "prepared_statement_cache_size": 0,
     }
 
 

@@ -52,20 +52,28 @@ def _engine(url: str, *, transaction_pooling: bool) -> AsyncEngine:
     return create_engine(settings)
 
 
+DOUBLE = text("SELECT CAST(:n AS integer) * 2")
+SUFFIXED = text("SELECT CAST(CAST(:n AS integer) AS text) || '-x'")
+
+
 async def _client(engine: AsyncEngine, number: int) -> int:
     """What a worker does: read requests (autocommit) and write transactions, each a few
-    statements of different texts; returns how many statements answered."""
+    statements of different texts and result types, the same texts again every round;
+    returns how many statements answered right."""
     reads, writes = create_read_session_factory(engine), create_session_factory(engine)
     answered = 0
     for round_ in range(ROUNDS):
+        value = number * 100 + round_
         async with unit_of_work(reads, write=False) as session:
             await session.scalar(select(func.count()).select_from(User).where(User.id > number))
-            await session.scalar(select(Task.title).where(Task.id == round_))
-            answered += 2
+            assert await session.scalar(DOUBLE, {"n": value}) == 2 * value
+            assert await session.scalar(SUFFIXED, {"n": value}) == f"{value}-x"
+            answered += 3
         async with unit_of_work(writes) as session:
-            await session.scalar(select(User.id).where(User.username == f"nobody-{number}"))
-            await session.scalar(text("SELECT pg_backend_pid()"))
-            answered += 2
+            await session.scalar(select(Task.title).where(Task.id == -value))
+            assert await session.scalar(SUFFIXED, {"n": value}) == f"{value}-x"
+            assert await session.scalar(DOUBLE, {"n": value}) == 2 * value
+            answered += 3
     return answered
 
 
@@ -82,7 +90,7 @@ class TestTransactionPooling:
     async def test_every_statement_answers_with_the_setting(self, pgbouncer_url: str) -> None:
         results = await _run_clients(_engine(pgbouncer_url, transaction_pooling=True))
 
-        assert results == [ROUNDS * 4] * CLIENTS
+        assert results == [ROUNDS * 6] * CLIENTS
 
     async def test_named_prepared_statements_break_without_it(self, pgbouncer_url: str) -> None:
         """Why the setting exists: asyncpg's statement cache names statements per client
