@@ -12,7 +12,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
-        lock audit ci clean stack stack-down bench bench-quick bench-sqlite-writes reliability mutation mutation-report \
+        lock audit ci clean stack stack-down bench bench-quick bench-sqlite-writes bench-web reliability mutation mutation-report \
         web web-client
 
 help: ## List the targets
@@ -102,6 +102,12 @@ bench-quick: $(RUNTIME_STAMP) ## A short benchmark: PostgreSQL list/get/me (~2 m
 # BENCH_BASE=<checkout> compares with other code in the same run (bench/sqlite_writes.py).
 bench-sqlite-writes: $(RUNTIME_STAMP) ## SQLite under write load, 1 and 2 workers (~7 min)
 	$(BIN)/python bench/sqlite_writes.py $(if $(BENCH_BASE),--base $(BENCH_BASE)) $(BENCH_ARGS)
+
+# The web app's load time (web/e2e/performance.spec.ts, @bench): 1,000 tasks, the list within
+# 1 s; figures in web/artifacts/performance.json. Needs Node.js and Chromium, like make test.
+bench-web: $(DEV_STAMP) ## The web app: time to show 1,000 tasks (Playwright, ~1 min)
+	@scripts/build-web --required
+	cd web && WEB_BENCH=1 BIN=$(abspath $(BIN)) npx --no-install playwright test e2e/performance.spec.ts
 
 # Fault drills (reliability/run.py, docs/reliability.md): its own PostgreSQL (55432), Redis
 # (56379) and stack (nginx 18080) on 127.0.0.1; never the machine's PostgreSQL or Redis.

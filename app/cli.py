@@ -99,9 +99,9 @@ def migrate(
     from app.core.migrations import current, upgrade
 
     settings = _settings()
-    upgrade(settings.DATABASE_URL, revision)
+    upgrade(settings.migration_database_url, revision)
     typer.echo("Database now at:")
-    current(settings.DATABASE_URL)
+    current(settings.migration_database_url)
 
 
 @cli.command("create-admin")

@@ -1,7 +1,7 @@
 """CPU time per request, ours and the ceiling's: the figure a shared, noisy machine cannot blur.
 
     python bench/cpu.py [list list-50p get me post patch post-key patch-key] [--seconds 5]
-                        [--connections 32] [--base CHECKOUT] [--scale]
+                        [--connections 32] [--base CHECKOUT] [--scale] [--pgbouncer]
 
 Run after `make bench` or `make bench-quick` (it reuses the `task_manager_bench` database
 and the token pools in .bench/pools/pg). Starts the no-database ceiling and our PostgreSQL
@@ -11,7 +11,9 @@ PostgreSQL backends of the benchmark database spent over the measured run. Reque
 second on a machine that other work also loads swing by tens of percent; CPU milliseconds
 per request barely move, and `ceiling CPU / our CPU` estimates the share of the ceiling a
 quiet machine would show (the server being CPU-bound). Writes
-bench/results/<timestamp>-cpu.json and prints a markdown table.
+bench/results/<timestamp>-cpu.json and prints a markdown table. With --pgbouncer it measures
+our server directly and through PgBouncer (bench/run.py's), the latter's CPU including
+PgBouncer's own process.
 
 `--base CHECKOUT` also runs another checkout's code (e.g. main, before a change) on the same
 database, two workers, in the same run: each scenario it knows is measured on it too, and
@@ -63,22 +65,58 @@ def measure(
     pool: Path,
     database: str | None,
     env: dict[str, str] | None = None,
+    pooler_pid: int | None = None,
 ) -> dict[str, Any]:
     conns = cfg.connections[0]
     run.wrk(cfg, server, scenario, conns, pool, cfg.warmup, env)  # warm-up: pools, caches
     pids = server_pids(server)
     backends = postgres_backends(database) if database else []
-    before = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, backends))
+    poolers = [pooler_pid] if pooler_pid else []
+    groups = (pids, backends, poolers)
+    before = [sum(map(cpu_seconds, group)) for group in groups]
     result = run.wrk(cfg, server, scenario, conns, pool, cfg.duration, env)
-    after = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, backends))
+    after = [sum(map(cpu_seconds, group)) for group in groups]
     requests = max(1, result["requests"])
-    return {
+    spent = [round(1000 * (a - b) / requests, 3) for a, b in zip(after, before, strict=True)]
+    measured = {
         "requests": result["requests"],
         "rps": round(result["rps"], 1),
         "non2xx": result["non2xx"],
-        "server_cpu_ms": round(1000 * (after[0] - before[0]) / requests, 3),
-        "postgres_cpu_ms": round(1000 * (after[1] - before[1]) / requests, 3),
+        "server_cpu_ms": spent[0],
+        "postgres_cpu_ms": spent[1],
     }
+    if pooler_pid:
+        measured["pgbouncer_cpu_ms"] = spent[2]
+    return measured
+
+
+def pgbouncer_rows(
+    cfg: run.Settings, ours: run.Server, scenarios: list[str]
+) -> list[dict[str, Any]]:
+    """Each scenario directly and through PgBouncer: server + PostgreSQL (+ PgBouncer) CPU per
+    request, the cost of the hop that a loaded machine's req/s blurs."""
+    pools = run.WORK / "pools" / "pg"
+    rows = []
+    with run.pgbouncer_in_front(f"{run.POSTGRES}/{run.PG_DB}") as bouncer:
+        through = run.app_server(
+            "cpu-pg-2w-pgbouncer", bouncer.url, 2, redis=True, transaction_pooling=True
+        ).start()
+        for scenario in scenarios:
+            pool = pools / f"user{run.scenario_user(scenario, run.SMALL)}.tsv"
+            row = {
+                "scenario": run.LABELS.get(scenario, scenario),
+                "direct": measure(cfg, ours, scenario, pool, run.PG_DB),
+                "through": measure(cfg, through, scenario, pool, run.PG_DB,
+                                   pooler_pid=bouncer.pid),
+            }  # fmt: skip
+            total = {k: sum(v for n, v in row[k].items() if n.endswith("_cpu_ms")) for k in
+                     ("direct", "through")}  # fmt: skip
+            row["cpu_cost_pct"] = round(100 * (total["through"] / total["direct"] - 1), 1)
+            rows.append(row)
+            run.log(f"{row['scenario']:22} direct {total['direct']:.3f} ms, through PgBouncer "
+                    f"{total['through']:.3f} ms = {row['cpu_cost_pct']:+}%")  # fmt: skip
+        through.stop()
+    return rows
 
 
 def scale_rows(cfg: run.Settings, small: run.Server) -> list[dict[str, Any]]:
@@ -123,6 +161,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--scale", action="store_true", help="the 1M cases against the small")
     parser.add_argument("--base", type=Path, help="another checkout, measured in the same run")
+    parser.add_argument("--pgbouncer", action="store_true", help="ours direct and through it")
     args = parser.parse_args()
     pools = run.WORK / "pools" / "pg"
     if not (pools / f"user{run.LIST_USER}.tsv").exists():
@@ -135,6 +174,7 @@ def main() -> None:
     base = run.base_server("cpu-base-pg-2w", args.base, url, 2, redis=True) if args.base else None
     rows = []
     scale: list[dict[str, Any]] = []
+    pgbouncer: list[dict[str, Any]] = []
     try:
         ceiling.start()
         ours.start()
@@ -142,6 +182,8 @@ def main() -> None:
             base.start()
         if args.scale:
             scale = scale_rows(cfg, ours)
+        if args.pgbouncer:
+            pgbouncer = pgbouncer_rows(cfg, ours, args.scenarios)
         for scenario in args.scenarios:
             plain = scenario.removesuffix("-key")
             pool = pools / f"user{run.scenario_user(plain, run.SMALL)}.tsv"
@@ -171,6 +213,7 @@ def main() -> None:
         "seconds": args.seconds,
         "rows": rows,
         "scale": scale,
+        "pgbouncer": pgbouncer,
     }
     run.RESULTS.mkdir(exist_ok=True)
     path = run.RESULTS / f"{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%SZ')}-cpu.json"
@@ -185,6 +228,7 @@ def main() -> None:
               f"{c['server_cpu_ms']:.2f} | {share}% | {o['rps']} |")  # fmt: skip
     print_ratios(rows)
     print_scale(scale)
+    print_pgbouncer(pgbouncer)
 
 
 def total_cpu(measured: dict[str, Any]) -> float:
@@ -213,6 +257,21 @@ def print_ratios(rows: list[dict[str, Any]]) -> None:
         print("\n| ratio | server CPU | server + PostgreSQL CPU | req/s |")
         print("| --- | ---: | ---: | ---: |")
         print("\n".join(lines))
+
+
+def print_pgbouncer(pgbouncer: list[dict[str, Any]]) -> None:
+    if pgbouncer:
+        print(
+            "\n| scenario | direct: server + PostgreSQL CPU ms/request | through PgBouncer: "
+            "server + PostgreSQL + PgBouncer | cost | req/s direct, through (loaded) |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for row in pgbouncer:
+            d, t = row["direct"], row["through"]
+            print(f"| {row['scenario']} | {d['server_cpu_ms']:.2f} + {d['postgres_cpu_ms']:.2f} | "
+                  f"{t['server_cpu_ms']:.2f} + {t['postgres_cpu_ms']:.2f} + "
+                  f"{t['pgbouncer_cpu_ms']:.2f} | {row['cpu_cost_pct']:+.1f}% | "
+                  f"{d['rps']}, {t['rps']} |")  # fmt: skip
 
 
 def print_scale(scale: list[dict[str, Any]]) -> None:

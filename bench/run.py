@@ -16,10 +16,13 @@ What it does, unattended, on 127.0.0.1 only:
    worker count; for every scenario and connection count it warms up (not counted), then
    runs wrk R times, ours and the ceiling alternately, so that every ratio is a pair
    measured seconds apart on this shared machine;
-5. PostgreSQL at scale: `task_manager_bench_1m` with 1,000,000 tasks over 10,000 users,
+5. the same server behind PgBouncer in transaction pooling mode (the shipped
+   deploy/pgbouncer.stack.ini.template, DB_TRANSACTION_POOLING=true), each run paired with the
+   direct server: the cost of the extra hop (target: under 10%);
+6. PostgreSQL at scale: `task_manager_bench_1m` with 1,000,000 tasks over 10,000 users,
    list and get for the 10-task and the 10,000-task user, first page and a deep page (a
    cursor fetched first), each run paired with the same scenario on the small table;
-6. writes bench/results/<timestamp>.json and appends a markdown table to docs/benchmarks.md.
+7. writes bench/results/<timestamp>.json and appends a markdown table to docs/benchmarks.md.
 
 Every server it starts is stopped on the way out, failure or Ctrl-C included.
 """
@@ -40,6 +43,8 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,9 +62,9 @@ HOST = "127.0.0.1"
 SECRET_KEY = "benchmark-secret-key-not-for-production-0123456789abcdef"
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-# Engineers sharing a PostgreSQL server give their runs databases of their own.
-PG_DB = os.environ.get("BENCH_PG_DB", "task_manager_bench")
-PG_1M_DB = os.environ.get("BENCH_PG_1M_DB", "task_manager_bench_1m")
+# BENCH_DATABASE names the databases (NAME and NAME_1m): one benchmark per name on a server.
+PG_DB = os.environ.get("BENCH_DATABASE", "task_manager_bench")
+PG_1M_DB = f"{PG_DB}_1m"
 
 # The small table: seed_1 has 1,000 tasks, seed_2 10, seed_3..seed_52 1,000 each.
 SMALL = {"users": 52, "tasks": 51_010, "big": 1_000}
@@ -90,6 +95,10 @@ TARGETS = {  # scenario -> minimum % of the ceiling (PostgreSQL, two workers)
     "me": 50.0,
 }
 P99_TARGET_MS = 50.0
+PGBOUNCER_TARGET_PCT = 90.0  # of the direct server's req/s: the hop may cost under 10%
+# Server connections of the benchmark's PgBouncer: as `make stack` (STACK_PGBOUNCER_POOL_SIZE).
+PGBOUNCER_POOL_SIZE = 20
+PGBOUNCER_SCENARIOS = ("list", "get", "me", "post", "patch")
 
 SCENARIOS: dict[str, tuple[str, dict[str, str]]] = {
     "list": ("path.lua", {"BENCH_PATH": "/tasks?limit=20"}),
@@ -362,9 +371,32 @@ def stop_all() -> None:
         RUNNING.pop().stop()
 
 
-def app_server(name: str, url: str, workers: int, *, redis: bool) -> Server:
+def app_server(
+    name: str, url: str, workers: int, *, redis: bool, transaction_pooling: bool = False
+) -> Server:
     argv = [str(BIN / "task-manager"), "serve", "--port", "{port}", "--workers", str(workers)]
-    return Server(name, argv, server_env(url, redis=redis))
+    env = server_env(url, redis=redis)
+    if transaction_pooling:
+        env["DB_TRANSACTION_POOLING"] = "true"
+    return Server(name, argv, env)
+
+
+@contextmanager
+def pgbouncer_in_front(database_url: str) -> Iterator[Any]:
+    """The shipped PgBouncer configuration in front of `database_url` (tests/pgbouncer.py)."""
+    if str(ROOT) not in sys.path:  # bench/cpu.py imports this module without it
+        sys.path.insert(0, str(ROOT))
+    from tests.pgbouncer import find_pgbouncer, running_pgbouncer
+
+    binary = find_pgbouncer()
+    if binary is None:
+        raise SystemExit("pgbouncer is missing: apt-get install pgbouncer (Debian's package)")
+    with running_pgbouncer(
+        database_url, WORK / "pgbouncer", pool_size=PGBOUNCER_POOL_SIZE, port=free_port(),
+        binary=binary,
+    ) as bouncer:  # fmt: skip
+        log(f"pgbouncer is up on {bouncer.url} (pid {bouncer.pid})")
+        yield bouncer
 
 
 def base_server(name: str, checkout: Path, url: str, workers: int, *, redis: bool) -> Server:
@@ -632,6 +664,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "rows": [],
         "login": [],
+        "pgbouncer": [],
         "scale": [],
         "checks": {},
         "missing": [],
@@ -654,6 +687,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows += measure(cfg, "pg-2w", "mixed", pg, pools[0], None)
         report["login"] += measure(cfg, "pg-2w", "login", pg, pools[0], None)
         report["login"].append(login_storm(cfg, "pg-2w", pg, pools[0]))
+
+    # The same server through PgBouncer, each run paired with the direct one.
+    with pgbouncer_in_front(pg_url) as bouncer:
+        name = "pg-2w-pgbouncer"
+        through = app_server(name, bouncer.url, 2, redis=True, transaction_pooling=True).start()
+        for scenario in ("list", "get", "me") if args.quick else PGBOUNCER_SCENARIOS:
+            pool = pools[scenario_user(scenario, SMALL)]
+            report["pgbouncer"] += measure(cfg, name, scenario, through, pool, pg, kind="direct")
+        through.stop()
 
     if not args.quick and not args.skip_scale:
         log(f"PostgreSQL at scale: preparing {PG_1M_DB} ({LARGE['tasks']} tasks)")
@@ -858,6 +900,29 @@ def markdown(report: dict[str, Any], json_path: Path) -> str:
             out.append(
                 f"| {row['config']} | {load} | {row['connections']} | {fmt_rps(o)} | "
                 f"{o['p50_ms']:.1f} | {o['p99_ms']:.1f} | {errors(o)} | {health} |"
+            )
+    if report.get("pgbouncer"):
+        out += [
+            "",
+            f"Through PgBouncer (transaction pooling, the shipped template, "
+            f"{PGBOUNCER_POOL_SIZE} server connections; DB_TRANSACTION_POOLING=true), each run "
+            f"paired with the same server connected directly. Target: ≥ "
+            f"{PGBOUNCER_TARGET_PCT:.0f}% of direct (the hop costs under 10%). CPU per request: "
+            "`python bench/cpu.py --pgbouncer`.",
+            "",
+            "| scenario | conns | req/s through PgBouncer | p50 ms | p99 ms | errors "
+            "| direct req/s | % of direct | target |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for row in report["pgbouncer"]:
+            o = row["ours"]
+            ok = row["pct_of_direct"] >= PGBOUNCER_TARGET_PCT
+            out.append(
+                f"| {row['path']} | {row['connections']} | {fmt_rps(o)} | {o['p50_ms']:.1f} | "
+                f"{o['p99_ms']:.1f} | {errors(o)} | {fmt_rps(row['direct'])} | "
+                f"{row['pct_of_direct']:.0f}% ({row['pct_of_direct_range'][0]:.0f}-"
+                f"{row['pct_of_direct_range'][1]:.0f}) | "
+                f"≥{PGBOUNCER_TARGET_PCT:.0f}% {'met' if ok else 'MISSED'} |"
             )
     if report["scale"]:
         out += [

@@ -21,11 +21,12 @@ target_metadata = Base.metadata
 
 
 def database_url() -> str:
-    # A caller (the CLI, the tests) may pass the URL explicitly; otherwise DATABASE_URL.
+    # A caller (the CLI, the tests) may pass the URL explicitly; otherwise
+    # MIGRATION_DATABASE_URL, or DATABASE_URL when that is unset.
     explicit = config.attributes.get("database_url")
     if explicit:
         return to_async_database_url(str(explicit))
-    return Settings().async_database_url
+    return to_async_database_url(Settings().migration_database_url)
 
 
 def run_migrations_offline() -> None:

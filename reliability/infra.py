@@ -244,6 +244,8 @@ class Stack:
     database_url: str
     redis_url: str
     extra_settings: dict[str, str] = field(default_factory=lambda: dict(STACK_APP_SETTINGS))
+    # scripts/stack puts PgBouncer between the processes and PostgreSQL; off the default 6432.
+    pgbouncer_port: int = 16432
 
     @property
     def base_url(self) -> str:
@@ -265,6 +267,7 @@ class Stack:
             STACK_HTTP_PORT=str(self.http_port),
             STACK_API_PORTS=" ".join(str(port) for port in self.api_ports),
             STACK_SMTP_PORT=str(self.smtp_port),
+            STACK_PGBOUNCER_PORT=str(self.pgbouncer_port),
             STACK_DATABASE_URL=self.database_url,
             STACK_REDIS_URL=self.redis_url,
             STACK_HEALTH_TIMEOUT="60",

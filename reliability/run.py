@@ -7,8 +7,8 @@
 On 127.0.0.1 only, with servers of its own: a private PostgreSQL 15 cluster (port 55432,
 in /tmp/tm-reliability/pg, fsync on), a private Redis (56379, no persistence) and the stack
 of scripts/stack (nginx 18080, API instances 18001 and 18002, Celery worker and beat, SMTP
-sink 18025) with its state in /tmp/tm-reliability/stack. The machine's PostgreSQL and Redis
-are never touched. Load runs from simulated users through nginx while
+sink 18025, PgBouncer 16432) with its state in /tmp/tm-reliability/stack. The machine's
+PostgreSQL and Redis are never touched. Load runs from simulated users through nginx while
 /tmp/reliability-drill.running exists. Results: reliability/results/<UTC timestamp>.json
 and a markdown table on stdout; the exit status is 1 when a drill failed. Everything started
 is stopped again and the temporary directories removed, on failure and Ctrl-C too.

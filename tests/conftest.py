@@ -9,7 +9,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +45,7 @@ from app.core.migrations import upgrade
 from app.core.security import PasswordHasher, TokenCodec
 from app.main import create_app
 from app.resources import Resources
+from tests.pgbouncer import running_pgbouncer
 from tests.server import ServerProcess, start_server, stop_checked
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -52,6 +53,12 @@ PASSWORD = "correct horse battery"
 # The production-fidelity pass (scripts/run-tests): `client` talks HTTP to a real server
 # configured as in production (see `live_server`) instead of the app in this process.
 LIVE_SERVER = os.environ.get("TEST_LIVE_SERVER") == "true"
+# That pass with the server behind PgBouncer in transaction pooling mode (the shipped
+# deploy/pgbouncer.stack.ini.template, DB_TRANSACTION_POOLING=true); migrations go direct.
+THROUGH_PGBOUNCER = os.environ.get("TEST_PGBOUNCER") == "true"
+# Server connections of that PgBouncer: fewer than the server's 2 workers x DB_POOL_SIZE, so
+# that clients share them as in production.
+PGBOUNCER_SERVER_CONNECTIONS = 4
 # What only the in-process app has: its state, and the connection every test rolls back. A
 # test that needs one of these cannot run against a live server; that pass deselects it, and
 # the tests that start servers of their own (on a scratch database) as well.
@@ -72,9 +79,15 @@ def is_postgres() -> bool:
     return TEST_DATABASE_URL.startswith(("postgres", "postgresql"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if THROUGH_PGBOUNCER and not (LIVE_SERVER and is_postgres()):
+        raise pytest.UsageError("TEST_PGBOUNCER=true needs TEST_LIVE_SERVER=true and PostgreSQL")
+
+
 def pytest_report_header() -> str:
     if is_postgres():
-        return f"database: PostgreSQL ({make_url(TEST_DATABASE_URL).render_as_string()})"
+        through = " through PgBouncer (transaction pooling)" if THROUGH_PGBOUNCER else ""
+        return f"database: PostgreSQL ({make_url(TEST_DATABASE_URL).render_as_string()}){through}"
     return "database: SQLite (set TEST_DATABASE_URL=postgresql://... for PostgreSQL)"
 
 
@@ -82,11 +95,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if LIVE_SERVER:
         select_live_server_tests(config, items)
     if is_postgres():
+        deselect_database_agnostic_tests(config, items)
         return
     skip = pytest.mark.skip(reason="PostgreSQL only: run with TEST_DATABASE_URL=postgresql://...")
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)
+
+
+def deselect_database_agnostic_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Their servers start on either database and do the same: once (on SQLite) is enough."""
+    agnostic = [item for item in items if "database_agnostic" in item.keywords]
+    if agnostic:
+        config.hook.pytest_deselected(items=agnostic)
+        items[:] = [item for item in items if "database_agnostic" not in item.keywords]
 
 
 def select_live_server_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -347,9 +369,22 @@ async def live_server(
     tokens. It must shut down cleanly, with no error logged (`stop_checked`)."""
     env = {**LIVE_SERVER_SETTINGS, "REDIS_URL": redis_url, "SECRET_KEY": os.environ["SECRET_KEY"]}
     workdir = tmp_path_factory.mktemp("live-server")
-    server = await start_server(database_url, workdir, workers=2, env=env)
-    yield server
-    await stop_checked(server)
+    with ExitStack() as pgbouncer:
+        if THROUGH_PGBOUNCER:
+            bouncer = pgbouncer.enter_context(
+                running_pgbouncer(
+                    database_url, workdir / "pgbouncer", pool_size=PGBOUNCER_SERVER_CONNECTIONS
+                )
+            )
+            env["DATABASE_URL"] = bouncer.url
+            env["DB_TRANSACTION_POOLING"] = "true"
+        # Migrates database_url itself, then serves on env's DATABASE_URL.
+        server = await start_server(database_url, workdir, workers=2, env=env)
+        yield server
+        await stop_checked(server)
+        if THROUGH_PGBOUNCER:  # the server did connect through it
+            log = bouncer.log.read_text()
+            assert "registered new auto-database" in log, log
 
 
 async def register(

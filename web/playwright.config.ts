@@ -14,6 +14,9 @@ export default defineConfig({
   // Two cores, shared: one browser at a time keeps the timing figures honest.
   workers: 1,
   forbidOnly: !!process.env.CI,
+  // Benchmarks (tagged @bench) run only with WEB_BENCH=1 (`make bench-web`), alone.
+  grep: process.env.WEB_BENCH ? /@bench/ : undefined,
+  grepInvert: process.env.WEB_BENCH ? undefined : /@bench/,
   retries: 0,
   reporter: [['list']],
   use: {

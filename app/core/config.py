@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     DB_POOL_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     DB_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
     DB_STATEMENT_TIMEOUT_MS: int = Field(default=15_000, ge=0)
+    # DATABASE_URL is a pooler in transaction mode (PgBouncer pool_mode=transaction): no
+    # statement kept prepared between round trips, no session settings. A setting, not
+    # detected: a client cannot see a pooler's mode (docs/deployment.md).
+    DB_TRANSACTION_POOLING: bool = False
+    # Where `task-manager migrate` connects; unset = DATABASE_URL. With a pooler in front,
+    # PostgreSQL itself (migrations take locks, run long DDL and outlast pooler timeouts).
+    MIGRATION_DATABASE_URL: str | None = None
     SQLITE_BUSY_TIMEOUT_MS: int = Field(default=15_000, ge=0)
 
     SECRET_KEY: SecretStr | None = None
@@ -127,6 +134,8 @@ class Settings(BaseSettings):
     LOG_FILE: Path | None = Path("logs/task_manager.log")
     LOG_FILE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     LOG_FILE_BACKUP_COUNT: int = Field(default=5, ge=0)
+    # One INFO line per request (uvicorn's access log), shown when LOG_LEVEL is INFO or DEBUG.
+    ACCESS_LOG: bool = True
 
     # Redis: the Celery broker (unless CELERY_BROKER_URL says otherwise) and the shared
     # identity cache. Unset: jobs run inside the API process, the cache is per process.
@@ -288,6 +297,10 @@ class Settings(BaseSettings):
     @property
     def async_database_url(self) -> str:
         return to_async_database_url(self.DATABASE_URL)
+
+    @property
+    def migration_database_url(self) -> str:
+        return self.MIGRATION_DATABASE_URL or self.DATABASE_URL
 
     @property
     def is_sqlite(self) -> bool:

@@ -47,16 +47,33 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.DB_MAX_OVERFLOW,
         pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
         pool_recycle=1800,
-        connect_args={
-            "timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
-            "server_settings": {
-                "statement_timeout": str(settings.DB_STATEMENT_TIMEOUT_MS),
-                "application_name": "task-manager-api",
-            },
-        },
+        connect_args=_asyncpg_connect_args(settings),
     )
     _check_connections_on_checkout(engine)
     return engine
+
+
+def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
+    server_settings = {"application_name": "task-manager-api"}
+    if not settings.DB_TRANSACTION_POOLING:
+        server_settings["statement_timeout"] = str(settings.DB_STATEMENT_TIMEOUT_MS)
+        return {"timeout": settings.DB_CONNECT_TIMEOUT_SECONDS, "server_settings": server_settings}
+    # Behind a transaction pooler each transaction, and each statement outside one (the read
+    # sessions' autocommit), may run on another server connection. A named prepared
+    # statement (asyncpg's statement cache, `__asyncpg_stmt_N__`) then "does not exist"
+    # there, or "already exists" under another client's query. With that cache off, asyncpg
+    # prepares the unnamed statement and marks it to be parsed again in the same message as
+    # every execution (asyncpg `_get_statement`), so no statement outlives its round trip;
+    # SQLAlchemy's own cache then keeps only the described statement (result columns,
+    # codecs), which saves the describe round trip. Not SQLAlchemy's recipe of unique names:
+    # those still break outside a transaction, and pile up on the server connections.
+    # PgBouncer refuses startup parameters other than a handful, and they would not follow
+    # the client anyway: the statement timeout is the pooler's (connect_query) or the role's.
+    return {
+        "timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
+        "server_settings": server_settings,
+        "statement_cache_size": 0,
+    }
 
 
 # A pooled connection idle for longer than this is pinged before use (see below).

@@ -72,6 +72,8 @@ class TextFormatter(logging.Formatter):
         return redact(super().formatException(ei))
 
 
+# Above CRITICAL: not even a critical record gets through.
+ACCESS_LOG_OFF = logging.CRITICAL + 10
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(request_id)s] %(name)s: %(message)s"
 
 
@@ -109,8 +111,17 @@ def configure_logging(settings: Settings) -> None:
             "root": {"level": settings.LOG_LEVEL, "handlers": list(handlers)},
             "loggers": {
                 # uvicorn's own handlers would print every line twice; ours carry the id.
-                name: {"handlers": [], "propagate": True}
-                for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error")
+                **{
+                    name: {"handlers": [], "propagate": True}
+                    for name in ("uvicorn", "uvicorn.error", "gunicorn.error")
+                },
+                # An explicit level: gunicorn's worker sets this logger to INFO before the
+                # app starts, which would let access lines through at LOG_LEVEL=WARNING.
+                "uvicorn.access": {
+                    "handlers": [],
+                    "propagate": True,
+                    "level": settings.LOG_LEVEL if settings.ACCESS_LOG else ACCESS_LOG_OFF,
+                },
             },
         }
     )

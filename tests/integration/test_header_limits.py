@@ -16,6 +16,8 @@ import pytest
 from tests.raw_http import HOST, parse_response, raw_get
 from tests.server import REQUEST_TIMEOUT_SECONDS, ServerProcess, start_server, stop_checked
 
+pytestmark = pytest.mark.database_agnostic
+
 KIB = 1024
 LIMIT = 64 * KIB  # MAX_HEADER_BYTES' default
 TOO_LARGE = {"detail": "Request header fields too large"}

@@ -17,6 +17,8 @@ from tests.nginx import CLIENT_ADDRESS_FROM_HEADER, CLIENT_ADDRESS_HEADER, runni
 from tests.raw_http import RawResponse, raw_get
 from tests.server import HOST, start_server, stop_checked
 
+pytestmark = pytest.mark.database_agnostic
+
 OPERATOR = "10.1.2.3"
 # Everything nginx's location must catch: what the app routes to the handlers, what it never
 # routes, and what only nginx normalises (dot segments).

@@ -23,11 +23,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.core.rate_limit import PROBE_INTERVAL_SECONDS
 from tests.conftest import PASSWORD
 from tests.redis_server import private_redis
 from tests.server import REQUEST_TIMEOUT_SECONDS, ServerProcess, clients_by_worker, race, serving
+
+pytestmark = pytest.mark.database_agnostic
 
 WRONG_PASSWORD = "not the right password"
 USERNAME_LIMIT = 5  # RATE_LIMIT_LOGIN_USERNAME's default

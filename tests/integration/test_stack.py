@@ -1,7 +1,9 @@
 """`make stack` for real: scripts/stack brings up nginx, two API instances, Celery worker and
-beat and an SMTP sink under supervisord, on free ports with a state directory of its own.
+beat, PgBouncer and an SMTP sink under supervisord, on free ports with a state directory of
+its own.
 
-One scenario, since the stack takes seconds to start: up, a request through nginx, a crashed
+One scenario, since the stack takes seconds to start: up, a request through nginx, writes
+refused (503) while PgBouncer is stopped and served again once it is back, a crashed
 worker and a terminated instance that supervisord starts again, an instance stopped with
 `stack stop` that stays down until `stack start`, then `down`, after which no process of the
 stack is left.
@@ -19,6 +21,7 @@ import pytest
 
 from tests.conftest import PASSWORD
 from tests.nginx import nginx_binary
+from tests.pgbouncer import pgbouncer_binary
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +42,8 @@ class Stack:
             "STACK_API_WORKERS": "1",
             "STACK_WORKER_CONCURRENCY": "1",
             "STACK_SMTP_PORT": str(free_port()),
+            "STACK_PGBOUNCER_PORT": str(free_port()),
+            "STACK_PGBOUNCER_POOL_SIZE": "4",
             "STACK_DATABASE_URL": database_url,
             "STACK_REDIS_URL": redis_url,
             "STACK_STOP_TIMEOUT": "20",
@@ -79,6 +84,7 @@ def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
 @pytest.fixture
 def stack(tmp_path: Path, scratch_database_url: str, redis_url: str) -> Iterator[Stack]:
     nginx_binary()
+    pgbouncer_binary()
     stack = Stack(tmp_path / "stack", scratch_database_url, redis_url)
     try:
         yield stack
@@ -89,18 +95,30 @@ def stack(tmp_path: Path, scratch_database_url: str, redis_url: str) -> Iterator
 def test_the_stack_runs_restarts_crashed_parts_and_stops_cleanly(stack: Stack) -> None:
     up = stack.run("up")
     assert up.returncode == 0, up.stdout + up.stderr
-    parts = {"smtp", "worker", "beat", "nginx", *(f"api-{port}" for port in stack.api_ports)}
+    parts = {
+        "smtp",
+        "pgbouncer",
+        "worker",
+        "beat",
+        "nginx",
+        *(f"api-{port}" for port in stack.api_ports),
+    }
     assert stack.states() == dict.fromkeys(parts, "RUNNING")
     base = f"http://127.0.0.1:{stack.http_port}"
     with httpx.Client(base_url=base, timeout=10) as http:
         registered = http.post("/auth/register", json={"username": "ada", "password": PASSWORD})
         assert registered.status_code == 201, registered.text
         token = http.post("/auth/login", data={"username": "ada", "password": PASSWORD}).json()
-        created = http.post(
-            "/tasks",
-            json={"title": "through nginx"},
-            headers={"Authorization": f"Bearer {token['access_token']}"},
-        )
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        created = http.post("/tasks", json={"title": "through nginx"}, headers=headers)
+        assert created.status_code == 201, created.text
+
+        # The API reaches PostgreSQL through PgBouncer only.
+        assert stack.run("stop", "pgbouncer").returncode == 0
+        refused = http.post("/tasks", json={"title": "no database"}, headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert stack.run("start", "pgbouncer").returncode == 0
+        created = http.post("/tasks", json={"title": "back"}, headers=headers)
         assert created.status_code == 201, created.text
     leaders = {part: stack.pid(part) for part in parts}
 

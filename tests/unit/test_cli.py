@@ -118,6 +118,15 @@ class TestMigrate:
         assert result.returncode == 0, result.stderr
         assert _revision(database) == before
 
+    def test_migrates_the_migration_database_url(self, tmp_path: Path) -> None:
+        """Behind a pooler the app's DATABASE_URL names the pooler; migrations go around it."""
+        served, direct = tmp_path / "served.db", tmp_path / "direct.db"
+        env = _environment(served, MIGRATION_DATABASE_URL=f"sqlite:///{direct}")
+        result = _run([str(CLI), "migrate"], env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert _revision(direct) == ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert not served.exists()
+
 
 class TestCreateAdmin:
     def _create_admin(

@@ -5,6 +5,7 @@ and every file, command and option they name is checked against the repository a
 `task-manager` CLI. nginx checks its own configs when it is installed.
 """
 
+import configparser
 import fnmatch
 import http.server
 import re
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
+from sqlalchemy import make_url
 
 from app.cli import cli
 from app.core.config import Settings
@@ -27,7 +29,7 @@ from tests.nginx import check_config, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-SERVICES = {"api", "worker", "beat", "postgres", "redis", "nginx"}
+SERVICES = {"api", "worker", "beat", "postgres", "pgbouncer", "redis", "nginx"}
 # The one location of deploy/nginx-proxy.conf for /metrics and /health/detailed, and whom it
 # allows (of loopback only 127.0.0.1: docs/deployment.md uses 127.0.0.2 as an outside client).
 OPERATIONAL_LOCATION = "~* ^/(metrics|health/detailed)(/|$)"
@@ -171,6 +173,62 @@ class TestCompose:
         assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")
         assert "${POSTGRES_PASSWORD:?" in environment["DATABASE_URL"]
         assert environment["ENVIRONMENT"] == "production"
+
+
+def stack_placeholders(function: str) -> set[str]:
+    """The placeholders a function of scripts/stack fills in (`${text//@NAME@/...}`)."""
+    script = (ROOT / "scripts" / "stack").read_text()
+    body = re.search(rf"^{function}\(\) \{{\n(.*?)^\}}", script, re.DOTALL | re.MULTILINE)
+    assert body, f"no {function}() in scripts/stack"
+    return set(re.findall(r"\$\{text//(@[A-Z_]+@)/", body.group(1)))
+
+
+def pgbouncer_config(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, comment_prefixes=(";",))
+    parser.read_string((DEPLOY / name).read_text())
+    return parser
+
+
+class TestPgBouncer:
+    def test_the_processes_use_it_and_migrations_do_not(self, compose: dict[str, Any]) -> None:
+        environment = compose["x-app-environment"]
+        through = make_url(environment["DATABASE_URL"])
+        direct = make_url(environment["MIGRATION_DATABASE_URL"])
+        assert (through.host, through.port) == ("pgbouncer", 6432)
+        assert (direct.host, direct.port) == ("postgres", 5432)
+        assert through.database == direct.database
+        assert environment["DB_TRANSACTION_POOLING"] == "true"
+
+    def test_compose_mounts_its_config(self, services: dict[str, dict[str, Any]]) -> None:
+        assert (
+            "./deploy/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro"
+            in (services["pgbouncer"]["volumes"])
+        )
+        assert services["pgbouncer"]["image"].count(":") == 1  # pinned by tag
+        assert not services["pgbouncer"]["image"].endswith(":latest")
+
+    def test_the_stack_fills_in_every_placeholder(self) -> None:
+        template = (DEPLOY / "pgbouncer.stack.ini.template").read_text()
+        placeholders = set(re.findall(r"@[A-Z_]+@", template))
+        assert stack_placeholders("render_pgbouncer") == placeholders
+
+    def test_compose_and_the_stack_pool_alike(self) -> None:
+        compose, stack = (
+            pgbouncer_config("pgbouncer.ini"),
+            pgbouncer_config("pgbouncer.stack.ini.template"),
+        )
+        for key in ("pool_mode", "query_wait_timeout", "unix_socket_dir"):
+            assert compose["pgbouncer"][key] == stack["pgbouncer"][key], key
+        assert compose["pgbouncer"]["pool_mode"] == "transaction"
+        timeout = Settings.model_fields["DB_STATEMENT_TIMEOUT_MS"].default
+        assert (
+            f"connect_query='SET statement_timeout = {timeout}'"
+            in (compose["databases"]["task_manager"])
+        )
+        assert (
+            "connect_query='SET statement_timeout = @STATEMENT_TIMEOUT_MS@'"
+            in (stack["databases"]["*"])
+        )
 
 
 class TestDockerfile:
@@ -337,10 +395,7 @@ class TestNginx:
     def test_the_stack_uses_the_same_proxy_rules(self) -> None:
         template = (DEPLOY / "nginx.stack.conf.template").read_text()
         assert "include @PROJECT_DIR@/deploy/nginx-proxy.conf;" in template
-        placeholders = set(re.findall(r"@[A-Z_]+@", template))
-        script = (ROOT / "scripts" / "stack").read_text()
-        replaced = set(re.findall(r"\$\{text//(@[A-Z_]+@)/", script))
-        assert placeholders == replaced
+        assert stack_placeholders("render_nginx") == set(re.findall(r"@[A-Z_]+@", template))
 
     @pytest.mark.parametrize("name", ["nginx.conf", "nginx.stack.conf.template"])
     def test_nginx_accepts_the_config(self, name: str, tmp_path: Path) -> None:

@@ -37,7 +37,11 @@ def restore_logging() -> Iterator[None]:
     saved_handlers, saved_level = list(root.handlers), root.level
     uvicorn_names = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error")
     saved_uvicorn = {
-        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        name: (
+            list(logging.getLogger(name).handlers),
+            logging.getLogger(name).propagate,
+            logging.getLogger(name).level,
+        )
         for name in uvicorn_names
     }
     yield
@@ -46,7 +50,8 @@ def restore_logging() -> Iterator[None]:
             handler.close()
     root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
-    for name, (handlers, propagate) in saved_uvicorn.items():
+    for name, (handlers, propagate, level) in saved_uvicorn.items():
+        logging.getLogger(name).setLevel(level)
         logging.getLogger(name).handlers[:] = handlers
         logging.getLogger(name).propagate = propagate
 
@@ -199,3 +204,31 @@ class TestConfigureLogging:
         assert (tmp_path / "app.log.2").exists()
         assert not (tmp_path / "app.log.3").exists()
         assert log_file.stat().st_size <= 1024
+
+
+class TestAccessLog:
+    """uvicorn's access lines (INFO, logger `uvicorn.access`) follow LOG_LEVEL and ACCESS_LOG,
+    whatever level the server gave that logger before the app configured logging (gunicorn's
+    uvicorn worker sets it to gunicorn's own log level, INFO)."""
+
+    @staticmethod
+    def configure_after_the_worker(**settings: object) -> logging.Logger:
+        access = logging.getLogger("uvicorn.access")
+        access.setLevel(logging.INFO)  # what the gunicorn worker does before the app starts
+        configure_logging(load_settings(_env_file=None, LOG_FILE=None, **settings))
+        return access
+
+    @pytest.mark.usefixtures("restore_logging")
+    def test_no_access_lines_above_info(self) -> None:
+        access = self.configure_after_the_worker(LOG_LEVEL="WARNING")
+        assert not access.isEnabledFor(logging.INFO)
+
+    @pytest.mark.usefixtures("restore_logging")
+    def test_access_lines_at_info(self) -> None:
+        access = self.configure_after_the_worker(LOG_LEVEL="INFO")
+        assert access.isEnabledFor(logging.INFO)
+
+    @pytest.mark.usefixtures("restore_logging")
+    def test_access_log_off(self) -> None:
+        access = self.configure_after_the_worker(LOG_LEVEL="DEBUG", ACCESS_LOG=False)
+        assert not access.isEnabledFor(logging.CRITICAL)

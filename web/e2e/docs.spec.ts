@@ -42,7 +42,9 @@ test('ReDoc renders the endpoint list offline', async ({ page, context }) => {
   await page.goto(`${baseURL()}/redoc`);
   const menu = page.locator('.menu-content');
   // Every operation is in the side menu (tags folded, so attached rather than visible).
-  await expect(menu.getByText('Get Me', { exact: true })).toBeAttached();
+  // ReDoc renders the whole schema (70+ operations) before its menu: 10 s was too short on
+  // a loaded 2-core machine.
+  await expect(menu.getByText('Get Me', { exact: true })).toBeAttached({ timeout: 45_000 });
   await expect(menu.getByText('List Tasks', { exact: true })).toBeAttached();
   await expect(page.getByRole('heading', { name: 'Get Me' })).toBeVisible();
   await expect(page.getByRole('heading', { name: /Task Manager API/ })).toBeVisible();
