@@ -27,6 +27,9 @@ class Reply:
     hang: float = 0.0  # seconds to wait before answering
     location: str | None = None
     body: bytes = b"ok"
+    # A body announced longer than sent, then a stall: the rest never comes.
+    announced_length: int | None = None
+    stall_after_body: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,13 @@ class Receiver:
                 self.send_response(reply.status)
                 if reply.location:
                     self.send_header("Location", reply.location)
-                self.send_header("Content-Length", str(len(reply.body)))
+                length = reply.announced_length or len(reply.body)
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 self.wfile.write(reply.body)
+                self.wfile.flush()
+                if reply.stall_after_body:
+                    time.sleep(reply.stall_after_body)
 
             def log_message(self, *_arguments: Any) -> None:
                 return None  # quiet: the test reads `arrivals`
