@@ -99,7 +99,10 @@ def database_url(kind: str) -> str:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return f"sqlite+aiosqlite:///{path}"
-    for statement in ("DROP DATABASE IF EXISTS hook_bench WITH (FORCE)", "CREATE DATABASE hook_bench"):
+    for statement in (
+        "DROP DATABASE IF EXISTS hook_bench WITH (FORCE)",
+        "CREATE DATABASE hook_bench",
+    ):
         subprocess.run(["psql", f"{POSTGRES}/postgres", "-qc", statement], check=True)
     return f"{POSTGRES}/hook_bench"
 
@@ -120,7 +123,9 @@ async def seed(url: str, count: int, receiver_url: str) -> None:
                 .returning(Project.id)
             )
             await session.execute(
-                insert(ProjectMember).values(project_id=project_id, user_id=user_id, role=Role.OWNER)
+                insert(ProjectMember).values(
+                    project_id=project_id, user_id=user_id, role=Role.OWNER
+                )
             )
             webhook_id = await session.scalar(
                 insert(Webhook)
@@ -139,7 +144,9 @@ async def seed(url: str, count: int, receiver_url: str) -> None:
                 {"project_id": project_id, "type": "ping", "body": body, "created_at": now}
                 for _ in range(count)
             ]
-            event_ids = list(await session.scalars(insert(WebhookEvent).returning(WebhookEvent.id), events))
+            event_ids = list(
+                await session.scalars(insert(WebhookEvent).returning(WebhookEvent.id), events)
+            )
             await session.execute(
                 insert(WebhookDelivery),
                 [
@@ -225,8 +232,17 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
         "PYTHONPATH": str(ROOT),
     }
     receiver = start(
-        [str(BIN / "uvicorn"), "receiver:app", "--host", HOST, "--port", str(receiver_port),
-         "--log-level", "warning", "--no-access-log"],
+        [
+            str(BIN / "uvicorn"),
+            "receiver:app",
+            "--host",
+            HOST,
+            "--port",
+            str(receiver_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         {**env, "PYTHONPATH": str(WORK)},
         WORK / "receiver.log",
     )
@@ -234,8 +250,13 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
     try:
         time.sleep(1.0)
         if runner == "celery":
-            env |= {"REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": "", "CELERY_QUEUE": queue,
-                    "JOBS_INTERVAL_SECONDS": "3600", "LOG_LEVEL": "INFO"}
+            env |= {
+                "REDIS_URL": REDIS_URL,
+                "CELERY_BROKER_URL": "",
+                "CELERY_QUEUE": queue,
+                "JOBS_INTERVAL_SECONDS": "3600",
+                "LOG_LEVEL": "INFO",
+            }
             log = WORK / "worker.log"
             worker = start([str(BIN / "task-manager"), "worker"], env, log)
             wait_for(log, "ready.")
@@ -251,7 +272,16 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
             log = WORK / "server.log"
             port = free_port()
             worker = start(
-                [str(BIN / "task-manager"), "serve", "--host", HOST, "--port", str(port), "--workers", "1"],
+                [
+                    str(BIN / "task-manager"),
+                    "serve",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
                 env,
                 log,
             )
@@ -285,7 +315,9 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runner", choices=["celery", "in-process"], default="celery")
     parser.add_argument("--database", choices=["postgresql", "sqlite"])
     parser.add_argument("--deliveries", type=int, default=10_000)
