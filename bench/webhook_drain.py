@@ -22,6 +22,7 @@ in docs/benchmarks.md.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -36,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from app.core.config import load_settings  # noqa: E402
 from app.core.database import create_engine, create_session_factory, unit_of_work  # noqa: E402
@@ -114,7 +115,7 @@ async def seed(url: str, count: int, receiver_url: str) -> None:
         async with unit_of_work(create_session_factory(engine)) as session:
             user_id = await session.scalar(
                 insert(User)
-                .values(username="bench", password_hash="x", is_active=True, is_admin=False)
+                .values(username="bench", password_hash="!", is_active=True, is_admin=False)  # noqa: S106 (no login)
                 .returning(User.id)
             )
             project_id = await session.scalar(
@@ -172,7 +173,7 @@ async def counts(url: str) -> dict[str, int]:
             rows = await session.execute(
                 select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
             )
-            return {status: n for status, n in rows}
+            return dict(rows.tuples().all())
     finally:
         await engine.dispose()
 
@@ -192,14 +193,10 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -326,7 +323,7 @@ def main() -> None:
     kind = args.database or ("postgresql" if args.runner == "celery" else "sqlite")
     WORK.mkdir(exist_ok=True)
     results = []
-    for number in range(args.runs):
+    for _ in range(args.runs):
         result = run_once(kind, args.runner, args.deliveries)
         print(json.dumps(result), flush=True)
         results.append(result)
