@@ -22,6 +22,7 @@ in docs/benchmarks.md.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -36,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from app.core.config import load_settings  # noqa: E402
 from app.core.database import create_engine, create_session_factory, unit_of_work  # noqa: E402
@@ -99,7 +100,10 @@ def database_url(kind: str) -> str:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return f"sqlite+aiosqlite:///{path}"
-    for statement in ("DROP DATABASE IF EXISTS hook_bench WITH (FORCE)", "CREATE DATABASE hook_bench"):
+    for statement in (
+        "DROP DATABASE IF EXISTS hook_bench WITH (FORCE)",
+        "CREATE DATABASE hook_bench",
+    ):
         subprocess.run(["psql", f"{POSTGRES}/postgres", "-qc", statement], check=True)
     return f"{POSTGRES}/hook_bench"
 
@@ -111,7 +115,7 @@ async def seed(url: str, count: int, receiver_url: str) -> None:
         async with unit_of_work(create_session_factory(engine)) as session:
             user_id = await session.scalar(
                 insert(User)
-                .values(username="bench", password_hash="x", is_active=True, is_admin=False)
+                .values(username="bench", password_hash="!", is_active=True, is_admin=False)  # noqa: S106 (no login)
                 .returning(User.id)
             )
             project_id = await session.scalar(
@@ -120,7 +124,9 @@ async def seed(url: str, count: int, receiver_url: str) -> None:
                 .returning(Project.id)
             )
             await session.execute(
-                insert(ProjectMember).values(project_id=project_id, user_id=user_id, role=Role.OWNER)
+                insert(ProjectMember).values(
+                    project_id=project_id, user_id=user_id, role=Role.OWNER
+                )
             )
             webhook_id = await session.scalar(
                 insert(Webhook)
@@ -139,7 +145,9 @@ async def seed(url: str, count: int, receiver_url: str) -> None:
                 {"project_id": project_id, "type": "ping", "body": body, "created_at": now}
                 for _ in range(count)
             ]
-            event_ids = list(await session.scalars(insert(WebhookEvent).returning(WebhookEvent.id), events))
+            event_ids = list(
+                await session.scalars(insert(WebhookEvent).returning(WebhookEvent.id), events)
+            )
             await session.execute(
                 insert(WebhookDelivery),
                 [
@@ -165,7 +173,7 @@ async def counts(url: str) -> dict[str, int]:
             rows = await session.execute(
                 select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
             )
-            return {status: n for status, n in rows}
+            return dict(rows.tuples().all())
     finally:
         await engine.dispose()
 
@@ -185,14 +193,10 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -225,8 +229,17 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
         "PYTHONPATH": str(ROOT),
     }
     receiver = start(
-        [str(BIN / "uvicorn"), "receiver:app", "--host", HOST, "--port", str(receiver_port),
-         "--log-level", "warning", "--no-access-log"],
+        [
+            str(BIN / "uvicorn"),
+            "receiver:app",
+            "--host",
+            HOST,
+            "--port",
+            str(receiver_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         {**env, "PYTHONPATH": str(WORK)},
         WORK / "receiver.log",
     )
@@ -234,8 +247,13 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
     try:
         time.sleep(1.0)
         if runner == "celery":
-            env |= {"REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": "", "CELERY_QUEUE": queue,
-                    "JOBS_INTERVAL_SECONDS": "3600", "LOG_LEVEL": "INFO"}
+            env |= {
+                "REDIS_URL": REDIS_URL,
+                "CELERY_BROKER_URL": "",
+                "CELERY_QUEUE": queue,
+                "JOBS_INTERVAL_SECONDS": "3600",
+                "LOG_LEVEL": "INFO",
+            }
             log = WORK / "worker.log"
             worker = start([str(BIN / "task-manager"), "worker"], env, log)
             wait_for(log, "ready.")
@@ -251,7 +269,16 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
             log = WORK / "server.log"
             port = free_port()
             worker = start(
-                [str(BIN / "task-manager"), "serve", "--host", HOST, "--port", str(port), "--workers", "1"],
+                [
+                    str(BIN / "task-manager"),
+                    "serve",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
                 env,
                 log,
             )
@@ -285,7 +312,9 @@ def run_once(kind: str, runner: str, count: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runner", choices=["celery", "in-process"], default="celery")
     parser.add_argument("--database", choices=["postgresql", "sqlite"])
     parser.add_argument("--deliveries", type=int, default=10_000)
@@ -294,7 +323,7 @@ def main() -> None:
     kind = args.database or ("postgresql" if args.runner == "celery" else "sqlite")
     WORK.mkdir(exist_ok=True)
     results = []
-    for number in range(args.runs):
+    for _ in range(args.runs):
         result = run_once(kind, args.runner, args.deliveries)
         print(json.dumps(result), flush=True)
         results.append(result)

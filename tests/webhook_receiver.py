@@ -10,6 +10,7 @@ down, then up).
 
 import asyncio
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ class Reply:
     hang: float = 0.0  # seconds to wait before answering
     location: str | None = None
     body: bytes = b"ok"
+    # A body announced longer than sent, then a stall: the rest never comes.
+    announced_length: int | None = None
+    stall_after_body: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,16 @@ class Receiver:
     secrets: dict[str, str] = field(default_factory=dict)
     scripts: dict[str, list[Reply]] = field(default_factory=dict)
     arrivals: list[Arrival] = field(default_factory=list)
+    # HTTPS when set (the server side); `server_names` then records each client's SNI.
+    tls: ssl.SSLContext | None = None
+    server_names: list[str | None] = field(default_factory=list)
     _served: dict[str, int] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
+    def url(self, path: str, host: str = HOST) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     def expect(self, path: str, secret: str, *replies: Reply) -> None:
         self.secrets[path] = secret
@@ -113,9 +121,13 @@ class Receiver:
                 self.send_response(reply.status)
                 if reply.location:
                     self.send_header("Location", reply.location)
-                self.send_header("Content-Length", str(len(reply.body)))
+                length = reply.announced_length or len(reply.body)
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 self.wfile.write(reply.body)
+                self.wfile.flush()
+                if reply.stall_after_body:
+                    time.sleep(reply.stall_after_body)
 
             def log_message(self, *_arguments: Any) -> None:
                 return None  # quiet: the test reads `arrivals`
@@ -125,6 +137,13 @@ class Receiver:
             request_queue_size = 256  # the default 5 refuses a burst of connections
 
         server = Server((HOST, self.port), Handler)
+        if self.tls is not None:
+
+            def remember(_socket: ssl.SSLObject, name: str | None, _context: object) -> None:
+                self.server_names.append(name)
+
+            self.tls.sni_callback = remember  # type: ignore[assignment]
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
 

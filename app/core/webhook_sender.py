@@ -66,10 +66,19 @@ def signed_headers(request: WebhookRequest, *, now: datetime) -> dict[str, str]:
 class WebhookSender:
     """One per job run: keeps a connection pool per target host while the run lasts."""
 
-    def __init__(self, *, timeout: float, allow_private: bool, resolver: Resolver) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allow_private: bool,
+        resolver: Resolver,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`tls_context`: the certificate authorities trusted (default: certifi's)."""
         self.timeout = timeout
         self.allow_private = allow_private
         self.resolver = resolver
+        self.tls_context = tls_context
         # Keyed by host: a pooled TLS connection is only ever reused for the name it was
         # verified for (httpx pools by the address connected to).
         self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
@@ -82,7 +91,7 @@ class WebhookSender:
                 follow_redirects=False,
                 trust_env=False,
                 timeout=self.timeout,
-                verify=_tls_context(),
+                verify=self.tls_context or _tls_context(),
             )
         return client
 

@@ -9,8 +9,8 @@ class NotificationRead(ResponseModel):
     id: int
     kind: str = Field(
         description="task_created, task_completed, comment_added, task_due_soon, "
-        "task_overdue, task_assigned, project_shared; more may come: ignore kinds you do "
-        "not know"
+        "task_overdue, task_assigned, project_shared, webhook_disabled; more may come: ignore "
+        "kinds you do not know"
     )
     task_id: int | None
     project_id: int | None

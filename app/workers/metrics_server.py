@@ -1,7 +1,8 @@
 """The Celery worker's /metrics: what its pool's processes count, for Prometheus.
 
 The e-mail delivery counters (`notifications_delivered_total`,
-`notification_deliveries_failed_total`) are recorded where the jobs run: with a broker, in
+`notification_deliveries_failed_total`) and the webhook ones (`webhook_deliveries_total`,
+`webhook_delivery_duration_seconds`) are recorded where the jobs run: with a broker, in
 the worker's pool processes, which the API's /metrics cannot see. `task-manager worker`
 gives them a multiprocess directory (PROMETHEUS_MULTIPROC_DIR) before Celery starts, each
 pool process writes its samples there, and the main process serves the sum on

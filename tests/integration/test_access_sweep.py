@@ -41,6 +41,10 @@ BODIES: dict[str, dict[str, Any]] = {
     "PATCH /projects/{project_id}/members/{user_id}": {"json": {"role": "admin"}},
     "PATCH /admin/users/{user_id}": {"json": {"is_active": False}},
     "POST /tasks": {"json": {"title": "t"}},
+    "POST /projects/{project_id}/webhooks": {
+        "json": {"url": "https://93.184.215.14/hook", "events": ["member.added"]}
+    },
+    "PATCH /projects/{project_id}/webhooks/{webhook_id}": {"json": {"enabled": False}},
     "PATCH /auth/me": {"json": {"email": None}},
     "POST /auth/me/password": {"json": {"current_password": "x" * 8, "new_password": "y" * 8}},
     "POST /auth/logout": {"json": {"refresh_token": "x"}},
@@ -98,12 +102,21 @@ async def owner(client: AsyncClient) -> Owner:
     await create_task(client, headers)  # in A's inbox: A is told of it (not in a project)
     listing = await client.get("/notifications", headers=headers)
     notification = listing.json()["items"][0]
+    hooks = f"/projects/{project.json()['id']}/webhooks"
+    hook = await client.post(
+        hooks, headers=headers, **BODIES["POST /projects/{project_id}/webhooks"]
+    )
+    assert hook.status_code == 201, hook.text
+    ping = await client.post(f"{hooks}/{hook.json()['id']}/ping", headers=headers)
+    assert ping.status_code == 202, ping.text
     ids = {
         "task_id": task["id"],
         "comment_id": comment["id"],
         "notification_id": notification["id"],
         "user_id": a["id"],
         "project_id": project.json()["id"],
+        "webhook_id": hook.json()["id"],
+        "delivery_id": ping.json()["id"],
     }
     return Owner(headers, ids)
 
@@ -154,7 +167,8 @@ async def test_another_users_ids_are_404_like_never_used_ones(
 
 
 async def test_every_secured_operation_needs_a_token(app: FastAPI, client: AsyncClient) -> None:
-    ids = dict.fromkeys(("task_id", "comment_id", "notification_id", "user_id", "project_id"), 1)
+    names = ("task_id", "comment_id", "notification_id", "user_id", "project_id")
+    ids = dict.fromkeys((*names, "webhook_id", "delivery_id"), 1)
     for op in operations(app):
         if not op.secured:
             continue

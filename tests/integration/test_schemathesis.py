@@ -74,6 +74,12 @@ DOCUMENTED_REFUSALS = {
     # A generated assignee is not a member of the project (API.md: 422).
     "POST /tasks": {422},
     "PATCH /tasks/{task_id}": {412, 422},
+    # A generated URL is not http(s), or its host does not resolve to a public address
+    # (API.md: 422); a generated cursor was never issued (422).
+    "POST /projects/{project_id}/webhooks": {422},
+    "PATCH /projects/{project_id}/webhooks/{webhook_id}": {422},
+    "GET /projects/{project_id}/webhooks": {422},
+    "GET /projects/{project_id}/webhooks/{webhook_id}/deliveries": {422},
 }
 
 # `format: email` is RFC 5322 syntax; email-validator (behind pydantic's EmailStr) also

@@ -215,6 +215,25 @@ class TestDeliveryJob:
             assert await service.record(claimed, ok, now=later) is Outcome.LOST
             assert await service.record_batch([(retaken, ok)], now=later) == [Outcome.SUCCEEDED]
 
+    async def test_at_most_64_kib_of_the_answer_is_read(
+        self, database: Database, receiver: Receiver
+    ) -> None:
+        """An endless answer: 100 MB announced, 128 KiB sent, then silence. Reading stops at
+        64 KiB, so the attempt succeeds at once instead of waiting for the timeout."""
+        await seed(database, receiver.url("/endless"), events=1)
+        endless = Reply(
+            200, body=b"x" * 128 * 1024, announced_length=100_000_000, stall_after_body=5
+        )
+        receiver.expect("/endless", SECRET, endless)
+
+        counts = await deliver_due_webhooks(context(database))
+
+        assert counts["succeeded"] == 1
+        async with unit_of_work(database.session_factory, write=False) as session:
+            [row] = await session.scalars(select(WebhookDelivery))
+        assert row.duration_ms is not None
+        assert row.duration_ms < 1500  # the timeout (2 s here) was not waited for
+
     async def test_deliveries_of_a_disabled_webhook_wait(
         self, database: Database, receiver: Receiver
     ) -> None:

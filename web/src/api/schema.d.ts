@@ -896,7 +896,7 @@ export interface components {
             id: number;
             /**
              * Kind
-             * @description task_created, task_completed, comment_added, task_due_soon, task_overdue, task_assigned, project_shared; more may come: ignore kinds you do not know
+             * @description task_created, task_completed, comment_added, task_due_soon, task_overdue, task_assigned, project_shared, webhook_disabled; more may come: ignore kinds you do not know
              */
             kind: string;
             /** Task Id */
