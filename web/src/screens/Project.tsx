@@ -17,6 +17,7 @@ import { currentUser } from '../ui/state';
 import { loadMembers, loadProjects } from '../ui/teams';
 import { ChoiceOptions } from '../ui/options';
 import { useAction, useIdempotent, useSubmit } from '../ui/useAction';
+import { Webhooks } from './Webhooks';
 import { idempotencyHeader } from '../api/idempotency';
 
 const PROJECT_CHANGED = 'This project was changed by someone else since you opened it. Reload to see the latest version.';
@@ -61,6 +62,7 @@ export function Project(props: { id?: string }) {
             <ProjectSettings key={project.version} project={project} onSaved={setProject} onReload={reload} />
           )}
           {!project.is_inbox && <Members project={project} onChanged={reload} />}
+          {can.manage(project) && <Webhooks project={project} />}
         </>
       )}
     </section>
