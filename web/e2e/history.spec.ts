@@ -47,6 +47,7 @@ test('a change shows in the task history, in words', async ({ page }) => {
   await page.getByLabel('Add a comment').fill('Done before the rain');
   await page.getByRole('button', { name: 'Post comment' }).click();
   await expect(page.getByRole('list', { name: 'Comments' })).toContainText('Done before the rain');
+  await expect(history.getByRole('listitem').last()).toContainText('You commented');
 
   await expectAccessible(page, 'task history');
   await screenshots(page, 'task-history');
@@ -64,6 +65,8 @@ test('trash: delete, undo, restore from the trash, delete forever', async ({ pag
   await deleteTask(page, 'Old report');
   const notice = page.getByRole('status').filter({ hasText: 'was moved to the trash' });
   await expect(notice).toContainText('“Old report” was moved to the trash.');
+  await expectAccessible(page, 'tasks after a delete');
+  await screenshots(page, 'trash-undo');
   await expect(taskList(page).getByRole('link', { name: 'Old report', exact: true })).toHaveCount(0);
   await notice.getByRole('button', { name: 'Undo' }).click();
   await expect(taskList(page).getByRole('link', { name: 'Old report', exact: true })).toBeVisible();

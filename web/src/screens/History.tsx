@@ -11,8 +11,8 @@ const PAGE_SIZE = 20;
 
 export function History(props: {
   taskId: number;
-  /** The task's version: a saved change reloads the history. */
-  version: number;
+  /** Changes when the task or its comments change: the history is read again. */
+  changes: string;
   names: Map<number, string>;
   myId: number | null;
   projects: Project[];
@@ -24,7 +24,7 @@ export function History(props: {
           params: { path: { task_id: props.taskId }, query: { limit: PAGE_SIZE, ...(cursor ? { cursor } : {}) } },
         }),
       ),
-    `${props.taskId}:${props.version}`,
+    `${props.taskId}:${props.changes}`,
   );
   const context: HistoryContext = {
     names: props.names,
@@ -33,7 +33,7 @@ export function History(props: {
     formatDate,
   };
   return (
-    <section aria-labelledby="history-title">
+    <section class="history-section" aria-labelledby="history-title">
       <h2 id="history-title">History</h2>
       <ErrorMessage error={list.error} action={{ label: 'Retry', run: list.loadMore }} />
       {!list.loading && list.items.length === 0 && !list.error && <p class="empty">No history yet.</p>}

@@ -53,6 +53,8 @@ export function TaskDetail(props: { id?: string }) {
   const [generation, setGeneration] = useState(0);
   // Kept here: a save gives a new version, and the editor starts over from it.
   const [justSaved, setJustSaved] = useState(false);
+  // Comments are events of the history too (the task's version stays).
+  const [commentChanges, setCommentChanges] = useState(0);
 
   useEffect(() => {
     let cancelled = false;
@@ -106,9 +108,22 @@ export function TaskDetail(props: { id?: string }) {
         />
       )}
       {task && project && !can.editTasks(project.role) && <TaskSummary task={task} />}
-      {task && <Comments taskId={task.id} role={project?.role ?? null} names={names} />}
       {task && (
-        <History taskId={task.id} version={task.version} names={names} myId={me?.id ?? null} projects={projects} />
+        <Comments
+          taskId={task.id}
+          role={project?.role ?? null}
+          names={names}
+          onChanged={() => setCommentChanges((n) => n + 1)}
+        />
+      )}
+      {task && (
+        <History
+          taskId={task.id}
+          changes={`${task.version}:${commentChanges}`}
+          names={names}
+          myId={me?.id ?? null}
+          projects={projects}
+        />
       )}
     </section>
   );
@@ -286,7 +301,7 @@ function TaskEditor(props: {
   );
 }
 
-function Comments(props: { taskId: number; role: Role | null; names: Map<number, string> }) {
+function Comments(props: { taskId: number; role: Role | null; names: Map<number, string>; onChanged: () => void }) {
   const me = currentUser.use();
   const list = usePager<Comment>(
     (cursor) =>
@@ -313,6 +328,7 @@ function Comments(props: { taskId: number; role: Role | null; names: Map<number,
     // Oldest first: the new one is last; loaded with the next page, or added now if every
     // page is in.
     if (list.done) list.pager?.append(comment);
+    props.onChanged();
     void countUnread();
   });
 
@@ -321,6 +337,7 @@ function Comments(props: { taskId: number; role: Role | null; names: Map<number,
     void change.run(async () => {
       await unwrap(api.DELETE('/tasks/{task_id}/comments/{comment_id}', path(comment)));
       list.pager?.remove(comment.id);
+      props.onChanged();
     });
   const edit = (comment: Comment, newText: string) =>
     change.run(async () => {

@@ -32,8 +32,8 @@ export function Trash() {
     <section>
       <ScreenTitle>Trash</ScreenTitle>
       <p class="muted">
-        Deleted tasks of the projects where you are an editor or more. They are deleted for good 30 days after
-        they were deleted, unless restored.
+        Deleted tasks of the projects where you are an editor or more, with their comments and history. Unless
+        restored, they are deleted for good some time after (30 days, unless the server is set otherwise).
       </p>
       {done && (
         <Notice>
