@@ -2,7 +2,7 @@
 // the trash, Undo brings it back, the trash restores it or deletes it for good.
 import { type Page, expect, test } from '@playwright/test';
 import { expectAccessible, screenshots } from './a11y';
-import { addTask, pageProblems, signUp, taskList, uniqueName } from './helpers';
+import { addTask, apiToken, baseURL, pageProblems, registerUser, signIn, signUp, taskList, uniqueName } from './helpers';
 
 function nav(page: Page) {
   return page.getByRole('navigation', { name: 'Main' });
@@ -105,5 +105,60 @@ test('trash: delete, undo, restore from the trash, delete forever', async ({ pag
   await nav(page).getByRole('link', { name: 'Tasks' }).click();
   await expect(taskList(page).getByRole('link', { name: 'Keep me', exact: true })).toBeVisible();
   await expect(taskList(page).getByRole('link', { name: 'Old report', exact: true })).toHaveCount(0);
+  expect(problems).toEqual([]);
+});
+
+/** A JSON request as `token`'s user, for the set-up; the answer's body (or null). */
+async function call(token: string, method: string, path: string, body?: unknown): Promise<{ id: number } & Record<string, unknown>> {
+  const response = await fetch(`${baseURL()}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  expect(response.ok, `${method} ${path}: ${response.status} ${await response.clone().text()}`).toBe(true);
+  return response.status === 204 ? { id: 0 } : ((await response.json()) as { id: number });
+}
+
+test('trash: a restore refused by the role (403) or for a deleted project (404) says why', async ({ page }) => {
+  const problems = pageProblems(page);
+  const owner = uniqueName('boss');
+  const mate = uniqueName('mate');
+  await registerUser(owner);
+  await registerUser(mate);
+  const [ownerToken, mateToken] = [await apiToken(owner), await apiToken(mate)];
+  const mateId = (await call(mateToken, 'GET', '/auth/me')).id;
+  const kept = await call(ownerToken, 'POST', '/projects', { name: 'Kept' });
+  const doomed = await call(ownerToken, 'POST', '/projects', { name: 'Doomed' });
+  for (const project of [kept, doomed]) {
+    await call(ownerToken, 'POST', `/projects/${project.id}/members`, { username: mate, role: 'editor' });
+  }
+  const trash = async (token: string, title: string, projectId: number) => {
+    const task = await call(token, 'POST', '/tasks', { title, project_id: projectId });
+    await call(token, 'DELETE', `/tasks/${task.id}`);
+  };
+  await trash(ownerToken, 'Deleted by the boss', kept.id);
+  await trash(mateToken, 'Deleted by the mate', kept.id);
+  await trash(mateToken, 'Its project goes', doomed.id);
+
+  await signIn(page, mate);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Trash' }).click();
+  const list = page.getByRole('list', { name: 'Deleted tasks' });
+  const bosses = list.getByRole('listitem').filter({ hasText: 'Deleted by the boss' });
+  await expect(bosses).toContainText(`In Kept · deleted`);
+  await expect(bosses).toContainText(`by ${owner}`);
+  // An editor may delete for good only what they deleted themselves.
+  await expect(bosses.getByRole('button', { name: /^Delete forever/ })).toHaveCount(0);
+  await expect(list.getByRole('listitem').filter({ hasText: 'Deleted by the mate' }).getByRole('button', { name: /^Delete forever/ })).toBeVisible();
+
+  // Meanwhile the mate becomes a viewer of one project, and the other project is deleted.
+  await call(ownerToken, 'PATCH', `/projects/${kept.id}/members/${mateId}`, { role: 'viewer' });
+  await call(ownerToken, 'DELETE', `/projects/${doomed.id}`);
+
+  await bosses.getByRole('button', { name: /^Restore/ }).click();
+  await expect(bosses.getByRole('alert')).toHaveText('Your role in its project does not allow restoring it: editor or higher is needed.');
+  const gone = list.getByRole('listitem').filter({ hasText: 'Its project goes' });
+  await gone.getByRole('button', { name: /^Restore/ }).click();
+  await expect(gone.getByRole('alert')).toContainText('It cannot be restored: its project was deleted');
+  await expectAccessible(page, 'trash with errors');
   expect(problems).toEqual([]);
 });
