@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError, NETWORK_ERROR } from '../src/api/errors';
-import { IdempotentAction, keyStaysValid, retryDelayMs, retrying, shouldRetry } from '../src/api/idempotency';
+import {
+  IdempotentAction,
+  keyStaysValid,
+  newIdempotencyKey,
+  retryDelayMs,
+  retrying,
+  shouldRetry,
+} from '../src/api/idempotency';
 
 const network = () => new ApiError(NETWORK_ERROR, 'Cannot reach the server');
 const running = (seconds = 1) => new ApiError(409, 'still running', seconds);
@@ -106,5 +113,21 @@ describe('IdempotentAction', () => {
     await expect(action.run({ title: 'b' }, server.send)).rejects.toMatchObject({ status: 422 });
     await action.run({ title: 'b' }, server.send);
     expect(server.keys).toEqual(['key-1', 'key-2', 'key-3']);
+  });
+});
+
+describe('newIdempotencyKey', () => {
+  it('is a valid key (1-255 visible ASCII), different each time', () => {
+    const keys = new Set(Array.from({ length: 50 }, () => newIdempotencyKey()));
+    expect(keys.size).toBe(50);
+    for (const key of keys) expect(key).toMatch(/^[\x21-\x7e]{1,255}$/);
+  });
+
+  it('has 128 random bits without randomUUID (plain http on a LAN address)', () => {
+    // Only getRandomValues, as in a page that is not a secure context.
+    const insecure: Pick<Crypto, 'getRandomValues'> = { getRandomValues: (array) => crypto.getRandomValues(array) };
+    const key = newIdempotencyKey(insecure);
+    expect(key).toMatch(/^[0-9a-f]{32}$/);
+    expect(newIdempotencyKey(insecure)).not.toBe(key);
   });
 });

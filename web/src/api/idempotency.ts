@@ -6,8 +6,14 @@ import { ApiError, NETWORK_ERROR } from './errors';
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
-export function newIdempotencyKey(): string {
-  return crypto.randomUUID();
+type RandomSource = Pick<Crypto, 'getRandomValues'> & { randomUUID?: () => string };
+
+/** 128 random bits. `randomUUID` exists in secure contexts only (https, localhost): the app
+ * served over plain http on a LAN address falls back to getRandomValues, which always does. */
+export function newIdempotencyKey(source: RandomSource = crypto): string {
+  if (typeof source.randomUUID === 'function') return source.randomUUID();
+  const bytes = source.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');
 }
 
 /** 409 with Retry-After: the first request with this key is still running. */
