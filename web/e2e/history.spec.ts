@@ -71,6 +71,7 @@ test('trash: delete, undo, restore from the trash, delete forever', async ({ pag
   await notice.getByRole('button', { name: 'Undo' }).click();
   await expect(taskList(page).getByRole('link', { name: 'Old report', exact: true })).toBeVisible();
   await expect(notice).toHaveCount(0);
+  await expect(page.getByRole('status').filter({ hasText: '“Old report” is back in your tasks.' })).toBeVisible();
 
   // Deleted again: it is in the trash, with when and by whom; restored from there.
   await deleteTask(page, 'Old report');

@@ -434,10 +434,18 @@ function NewTask(props: {
 function TrashedNotice(props: { onRestored: () => void }) {
   const trashed = justTrashed.use();
   const undo = useAction();
-  if (!trashed) return null;
+  const [restored, setRestored] = useState('');
+  if (!trashed) {
+    return restored ? (
+      <p class="alert alert-info" role="status">
+        “{restored}” is back in your tasks.
+      </p>
+    ) : null;
+  }
   const restore = () =>
     void undo.run(async () => {
       await restoreTask(trashed.id);
+      setRestored(trashed.title);
       justTrashed.set(null);
       props.onRestored();
     });
