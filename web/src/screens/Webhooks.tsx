@@ -302,7 +302,7 @@ function WebhookForm(props: {
     setEvents(sortEvents(on ? [...events, type] : events.filter((e) => e !== type)));
   };
   return (
-    <form class="card stack" onSubmit={save.submit} aria-labelledby={`${idBase}-title`} noValidate={false}>
+    <form class="card stack" onSubmit={save.submit} aria-labelledby={`${idBase}-title`}>
       <h3 id={`${idBase}-title`}>{props.title}</h3>
       <label>
         Payload URL
