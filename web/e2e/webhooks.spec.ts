@@ -63,6 +63,8 @@ test('webhooks: secret shown once, ping delivered, redeliver, rotate, edit, disa
     await expect(url).toHaveAttribute('aria-invalid', 'true');
     await expect(form.getByRole('alert')).toContainText('http');
     await expect(url).toHaveAccessibleDescription(/http/);
+    await expectAccessible(page, 'webhook form with a refused URL');
+    await screenshots(page, 'webhook-form');
 
     // Created: the secret once, with a copy button and a warning.
     await url.fill(target.url);
