@@ -8,6 +8,7 @@ import { Project } from './screens/Project';
 import { Projects } from './screens/Projects';
 import { TaskDetail } from './screens/TaskDetail';
 import { Tasks } from './screens/Tasks';
+import { Trash } from './screens/Trash';
 import { ScreenTitle } from './ui/components';
 import { countUnread, loadCurrentUser, unread, useSession } from './ui/state';
 
@@ -65,6 +66,7 @@ function Shell() {
           <Route path="/project" component={Projects} />
           <Route path="/project/:id" component={Project} />
           <Route path="/inbox" component={Inbox} />
+          <Route path="/deleted" component={Trash} />
           <Route path="/profile" component={Profile} />
           <Route path="/sign-in" component={SignIn} />
           <Route path="/sign-up" component={SignUp} />
@@ -94,6 +96,9 @@ function Nav(props: { path: string }) {
             {count.more ? '+' : ''}
           </span>
         )}
+      </a>
+      <a href="/deleted" aria-current={current('/deleted')}>
+        Trash
       </a>
       <a href="/profile" aria-current={current('/profile')}>
         Profile

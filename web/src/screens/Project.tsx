@@ -16,7 +16,9 @@ import { ErrorMessage, Notice, ScreenTitle, SubmitButton, formatDate, TextField 
 import { currentUser } from '../ui/state';
 import { loadMembers, loadProjects } from '../ui/teams';
 import { ChoiceOptions } from '../ui/options';
-import { useAction, useSubmit } from '../ui/useAction';
+import { useAction, useIdempotent, useSubmit } from '../ui/useAction';
+import { Webhooks } from './Webhooks';
+import { idempotencyHeader } from '../api/idempotency';
 
 const PROJECT_CHANGED = 'This project was changed by someone else since you opened it. Reload to see the latest version.';
 
@@ -60,6 +62,7 @@ export function Project(props: { id?: string }) {
             <ProjectSettings key={project.version} project={project} onSaved={setProject} onReload={reload} />
           )}
           {!project.is_inbox && <Members project={project} onChanged={reload} />}
+          {can.manage(project) && <Webhooks project={project} />}
         </>
       )}
     </section>
@@ -285,13 +288,16 @@ function AddMember(props: { project: ProjectType; onAdded: (member: Member) => v
   const [role, setRole] = useState<(typeof GIVEN_ROLES)[number]>('editor');
   // The name that was refused, not the one being typed since.
   const [tried, setTried] = useState('');
+  const once = useIdempotent();
   const add = useSubmit(async () => {
     setTried(username);
-    const added = await unwrap(
-      api.POST('/projects/{project_id}/members', {
-        params: { path: { project_id: props.project.id } },
-        body: { username, role },
-      }),
+    const added = await once.run([props.project.id, username, role], (key) =>
+      unwrap(
+        api.POST('/projects/{project_id}/members', {
+          params: { path: { project_id: props.project.id }, header: idempotencyHeader(key) },
+          body: { username, role },
+        }),
+      ),
     );
     setUsername('');
     props.onAdded(added);

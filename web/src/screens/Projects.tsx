@@ -3,7 +3,8 @@ import { api, unwrap } from '../api/client';
 import { projectLabel } from '../api/teams';
 import { ErrorMessage, ScreenTitle, SubmitButton, TextField } from '../ui/components';
 import { loadProjects, projects } from '../ui/teams';
-import { useAction, useSubmit } from '../ui/useAction';
+import { useAction, useSubmit, useIdempotent } from '../ui/useAction';
+import { idempotencyHeader } from '../api/idempotency';
 
 export function Projects() {
   const list = projects.use();
@@ -45,8 +46,10 @@ export function Projects() {
 function NewProject() {
   const [name, setName] = useState('');
   const [description, setDescription] = useState('');
+  const once = useIdempotent();
   const create = useSubmit(async () => {
-    await unwrap(api.POST('/projects', { body: { name, description } }));
+    const body = { name, description };
+    await once.run(body, (key) => unwrap(api.POST('/projects', { params: { header: idempotencyHeader(key) }, body })));
     setName('');
     setDescription('');
     await loadProjects(true);

@@ -16,6 +16,7 @@ import {
   TextField,
 } from '../ui/components';
 import { countUnread, currentUser } from '../ui/state';
+import { justTrashed } from '../ui/trash';
 import {
   loadProjects,
   namesOf,
@@ -26,10 +27,12 @@ import {
   useMembers,
   useProjects,
 } from '../ui/teams';
-import { useAction, useSubmit } from '../ui/useAction';
+import { useAction, useIdempotent, useSubmit } from '../ui/useAction';
+import { idempotencyHeader } from '../api/idempotency';
 import { AssigneeSelect, ChoiceOptions, ProjectOptions } from '../ui/options';
 import { usePager } from '../ui/usePager';
 import { PRIORITIES } from './Tasks';
+import { History } from './History';
 
 type Detail = Schemas['TaskDetail'];
 
@@ -50,6 +53,8 @@ export function TaskDetail(props: { id?: string }) {
   const [generation, setGeneration] = useState(0);
   // Kept here: a save gives a new version, and the editor starts over from it.
   const [justSaved, setJustSaved] = useState(false);
+  // Comments are events of the history too (the task's version stays).
+  const [commentChanges, setCommentChanges] = useState(0);
 
   useEffect(() => {
     let cancelled = false;
@@ -103,7 +108,23 @@ export function TaskDetail(props: { id?: string }) {
         />
       )}
       {task && project && !can.editTasks(project.role) && <TaskSummary task={task} />}
-      {task && <Comments taskId={task.id} role={project?.role ?? null} names={names} />}
+      {task && (
+        <Comments
+          taskId={task.id}
+          role={project?.role ?? null}
+          names={names}
+          onChanged={() => setCommentChanges((n) => n + 1)}
+        />
+      )}
+      {task && (
+        <History
+          taskId={task.id}
+          changes={`${task.version}:${commentChanges}`}
+          names={names}
+          myId={me?.id ?? null}
+          projects={projects}
+        />
+      )}
     </section>
   );
 }
@@ -201,13 +222,14 @@ function TaskEditor(props: {
   const conflict = error instanceof ApiError && error.status === 412;
 
   const remove = () => {
-    if (!confirm(`Delete “${task.title}”? Its comments go with it.`)) return;
+    if (!confirm(`Move “${task.title}” to the trash? It can be restored from there with its comments.`)) return;
     void run(async () => {
       await unwrap(
         api.DELETE('/tasks/{task_id}', {
           params: { path: { task_id: task.id }, header: { 'if-match': ifMatch(task) } },
         }),
       );
+      justTrashed.set({ id: task.id, title: task.title });
       route('/');
     });
   };
@@ -279,7 +301,7 @@ function TaskEditor(props: {
   );
 }
 
-function Comments(props: { taskId: number; role: Role | null; names: Map<number, string> }) {
+function Comments(props: { taskId: number; role: Role | null; names: Map<number, string>; onChanged: () => void }) {
   const me = currentUser.use();
   const list = usePager<Comment>(
     (cursor) =>
@@ -292,14 +314,21 @@ function Comments(props: { taskId: number; role: Role | null; names: Map<number,
   );
   const [text, setText] = useState('');
   const change = useAction();
+  const once = useIdempotent();
   const post = useSubmit(async () => {
-    const comment = await unwrap(
-      api.POST('/tasks/{task_id}/comments', { params: { path: { task_id: props.taskId } }, body: { text } }),
+    const comment = await once.run([props.taskId, text], (key) =>
+      unwrap(
+        api.POST('/tasks/{task_id}/comments', {
+          params: { path: { task_id: props.taskId }, header: idempotencyHeader(key) },
+          body: { text },
+        }),
+      ),
     );
     setText('');
     // Oldest first: the new one is last; loaded with the next page, or added now if every
     // page is in.
     if (list.done) list.pager?.append(comment);
+    props.onChanged();
     void countUnread();
   });
 
@@ -308,6 +337,7 @@ function Comments(props: { taskId: number; role: Role | null; names: Map<number,
     void change.run(async () => {
       await unwrap(api.DELETE('/tasks/{task_id}/comments/{comment_id}', path(comment)));
       list.pager?.remove(comment.id);
+      props.onChanged();
     });
   const edit = (comment: Comment, newText: string) =>
     change.run(async () => {

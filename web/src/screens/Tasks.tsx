@@ -27,7 +27,9 @@ import { write, writesSettled } from '../api/writes';
 import { countUnread, currentUser } from '../ui/state';
 import { loadProjects, namesOf, projectById, projectsError, useMembers, useProjects } from '../ui/teams';
 import { AssigneeSelect, ChoiceOptions, MemberOptions, ProjectOptions } from '../ui/options';
-import { useSubmit } from '../ui/useAction';
+import { useAction, useIdempotent, useSubmit } from '../ui/useAction';
+import { idempotencyHeader } from '../api/idempotency';
+import { RESTORE_MESSAGES, justTrashed, restoreTask } from '../ui/trash';
 import { usePager } from '../ui/usePager';
 
 export const PRIORITIES: Priority[] = ['low', 'medium', 'high', 'urgent'];
@@ -145,6 +147,7 @@ export function Tasks() {
   return (
     <section>
       <ScreenTitle>Tasks</ScreenTitle>
+      <TrashedNotice onRestored={reload} />
       <NewTask
         projects={projects}
         members={members}
@@ -358,6 +361,7 @@ function NewTask(props: {
   const [priority, setPriority] = useState<Priority>('medium');
   const [due, setDue] = useState('');
   const [tags, setTags] = useState('');
+  const once = useIdempotent();
   const { busy, error, submit } = useSubmit(async () => {
     const body = {
       title,
@@ -368,7 +372,9 @@ function NewTask(props: {
       ...(target !== null ? { project_id: target } : {}),
       ...(assignee !== null ? { assignee_id: assignee } : {}),
     };
-    const task = await write(unwrap(api.POST('/tasks', { body })));
+    const task = await write(
+      once.run(body, (key) => unwrap(api.POST('/tasks', { params: { header: idempotencyHeader(key) }, body }))),
+    );
     props.onCreated(task);
     setTitle('');
     setDue('');
@@ -421,5 +427,40 @@ function NewTask(props: {
       <ErrorMessage error={error} />
       <SubmitButton busy={busy} label="Add task" busyLabel="Adding…" />
     </form>
+  );
+}
+
+/** "Moved to the trash", with an Undo right there (after a delete on the task screen). */
+function TrashedNotice(props: { onRestored: () => void }) {
+  const trashed = justTrashed.use();
+  const undo = useAction();
+  const [restored, setRestored] = useState('');
+  if (!trashed) {
+    return restored ? (
+      <p class="alert alert-info" role="status">
+        “{restored}” is back in your tasks.
+      </p>
+    ) : null;
+  }
+  const restore = () =>
+    void undo.run(async () => {
+      await restoreTask(trashed.id);
+      setRestored(trashed.title);
+      justTrashed.set(null);
+      props.onRestored();
+    });
+  return (
+    <div class="alert alert-info trashed" role="status">
+      <span>
+        “{trashed.title}” was moved to the <a href="/deleted">trash</a>.
+      </span>
+      <button type="button" class="button-secondary" disabled={undo.busy} onClick={restore}>
+        {undo.busy ? 'Restoring…' : 'Undo'}
+      </button>
+      <button type="button" class="link-button" onClick={() => justTrashed.set(null)}>
+        Dismiss
+      </button>
+      <ErrorMessage error={undo.error} messages={RESTORE_MESSAGES} />
+    </div>
   );
 }

@@ -4,6 +4,7 @@ import { Store } from './store';
 import { type User, api, session, unwrap } from '../api/client';
 import type { SessionSnapshot } from '../auth/session';
 import { forgetTeams } from './teams';
+import { justTrashed } from './trash';
 
 export function useSession(): SessionSnapshot {
   const [snapshot, setSnapshot] = useState(session.state);
@@ -42,5 +43,6 @@ session.subscribe((snapshot) => {
     currentUser.set(null);
     unread.set(null);
     forgetTeams();
+    justTrashed.set(null);
   }
 });

@@ -1,4 +1,5 @@
-import { useCallback, useState } from 'preact/hooks';
+import { useCallback, useRef, useState } from 'preact/hooks';
+import { IdempotentAction } from '../api/idempotency';
 
 /**
  * A request started by a person (a form, a button): `busy` while it runs, its error kept
@@ -31,4 +32,11 @@ export function useSubmit(work: () => Promise<unknown>) {
     void action.run(work);
   };
   return { ...action, submit };
+}
+
+/** The Idempotency-Key keeper of one form: its creating write, retried, is done once. */
+export function useIdempotent(): IdempotentAction {
+  const action = useRef<IdempotentAction | null>(null);
+  if (action.current === null) action.current = new IdempotentAction();
+  return action.current;
 }
