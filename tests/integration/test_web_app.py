@@ -141,7 +141,7 @@ class TestTheApiIsNeverShadowed:
             "/health/nope",
             "/internal/nope",
             "/projects/1/nope",
-            "/trash",
+            "/trash/1/nope",
             "/openapi.json/x",
         ],
     )
