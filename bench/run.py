@@ -622,8 +622,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ceiling2 = ceiling_server(2).start()
     pg = app_server("pg-2w", pg_url, 2, redis=True).start()
     quick = ("list", "get", "me") if args.quick else ()
-    for scenario in quick or ("list", "get", "me", "post", "patch"):
-        pool = pools[{"post": POST_USER, "patch": PATCH_USER}.get(scenario, LIST_USER)]
+    for scenario in quick or ("list", "get", "me", "post", "patch", "post-key", "patch-key"):
+        plain = scenario.removesuffix("-key")
+        pool = pools[{"post": POST_USER, "patch": PATCH_USER}.get(plain, LIST_USER)]
         rows += measure(cfg, "pg-2w", scenario, pg, pool, ceiling2)
     if not args.quick:
         rows += measure(cfg, "pg-2w", "mixed", pg, pools[0], None)
