@@ -680,8 +680,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ceiling2 = ceiling_server(2).start()
     pg = app_server("pg-2w", pg_url, 2, redis=True).start()
     quick = ("list", "list-50p", "get", "me") if args.quick else ()
-    for scenario in quick or ("list", "list-50p", "get", "me", "post", "patch"):
-        pool = pools[scenario_user(scenario, SMALL)]
+    full = ("list", "list-50p", "get", "me", "post", "patch", "post-key", "patch-key")
+    for scenario in quick or full:
+        pool = pools[scenario_user(scenario.removesuffix("-key"), SMALL)]
         rows += measure(cfg, "pg-2w", scenario, pg, pool, ceiling2)
     if not args.quick:
         rows += measure(cfg, "pg-2w", "mixed", pg, pools[0], None)

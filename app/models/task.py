@@ -125,7 +125,10 @@ Index("ix_task_follower_user", TaskFollower.user_id, TaskFollower.task_id)
 
 # Live tasks only: every read of tasks outside /trash has `deleted_at IS NULL` in its WHERE
 # (`task_visible_to`), so the list indexes are partial and trashed rows cost them nothing.
-LIVE: dict[str, Any] = {"postgresql_where": Task.deleted_at.is_(None), "sqlite_where": Task.deleted_at.is_(None)}
+LIVE: dict[str, Any] = {
+    "postgresql_where": Task.deleted_at.is_(None),
+    "sqlite_where": Task.deleted_at.is_(None),
+}
 
 # One index per sort, each led by the project: a page of a project costs the same however
 # big the table. Keyset pagination walks them forwards or backwards; `id` breaks ties.

@@ -5,6 +5,7 @@ from typing import Any, cast
 from sqlalchemy import (
     Select,
     Table,
+    Update,
     case,
     delete,
     insert,
@@ -153,6 +154,69 @@ class TaskRepository(Repository[Task]):
         writers can neither overwrite each other blindly nor lose an increment. The updated
         row comes back from the same statement (RETURNING), with its tags.
         """
+        statement = self._update_statement(
+            task_id, user_id, changes, now=now, expected_version=expected_version, at_least=at_least
+        )
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else TaskRecord._make(row)
+
+    async def update_with_before(
+        self,
+        task_id: int,
+        *,
+        user_id: int,
+        changes: dict[str, Any],
+        now: datetime,
+        expected_version: int | None,
+        at_least: Role = Role.EDITOR,
+    ) -> tuple[TaskRecord, TaskRecord] | None:
+        """`update_for_user`, and the task as it was just before (for its history).
+
+        PostgreSQL: one statement, `UPDATE task ... FROM (SELECT ... FOR UPDATE) AS before
+        RETURNING` both; the locked sub-select gives the row the UPDATE replaces, never an
+        older snapshot. SQLite (no FROM columns in RETURNING): a read first, safe because
+        its writers are serialized.
+        """
+        if self._dialect_name != "postgresql":
+            before = await self.get_for_update(task_id, user_id=user_id)
+            if before is None:
+                return None
+            after = await self.update_for_user(
+                task_id,
+                user_id=user_id,
+                changes=changes,
+                now=now,
+                expected_version=expected_version,
+                at_least=at_least,
+            )
+            return None if after is None else (before, after)
+        old = (
+            select(*task_record_columns(self._dialect_name))
+            .where(Task.id == task_id)
+            .with_for_update(of=Task)
+            .subquery("before")
+        )
+        statement = self._update_statement(
+            task_id, user_id, changes, now=now, expected_version=expected_version, at_least=at_least
+        )
+        task = cast(Table, Task.__table__)
+        statement = statement.where(task.c.id == old.c.id).returning(*old.c)
+        row = (await self.session.execute(statement)).first()
+        if row is None:
+            return None
+        width = len(TaskRecord._fields)
+        return TaskRecord._make(row[width:]), TaskRecord._make(row[:width])
+
+    def _update_statement(
+        self,
+        task_id: int,
+        user_id: int,
+        changes: dict[str, Any],
+        *,
+        now: datetime,
+        expected_version: int | None,
+        at_least: Role,
+    ) -> Update:
         values: dict[str, Any] = {**changes, "updated_at": now}
         if "completed" in changes:
             # completed_at is the server's: set when the task becomes completed (kept if it
@@ -171,8 +235,7 @@ class TaskRepository(Repository[Task]):
         )
         if expected_version is not None:
             statement = statement.where(task.c.version == expected_version)
-        row = (await self.session.execute(statement)).first()
-        return None if row is None else TaskRecord._make(row)
+        return statement
 
     async def follow(self, task_id: int, user_ids: set[int]) -> None:
         """Make these users followers of the task (those who already follow stay so)."""

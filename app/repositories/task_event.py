@@ -12,9 +12,11 @@ class TaskEventRepository(Repository[TaskEvent]):
     model = TaskEvent
 
     async def append(self, rows: list[dict[str, object]]) -> None:
-        """Insert events (a Core INSERT: no ORM objects on the write paths)."""
-        if rows:
-            await self.session.execute(insert(TaskEvent), rows)
+        """Insert events in one statement (Core: no ORM objects on the write paths)."""
+        if len(rows) == 1:
+            await self.session.execute(insert(TaskEvent).values(rows[0]))
+        elif rows:
+            await self.session.execute(insert(TaskEvent).values(rows))
 
     async def list_for_task(
         self, task: TaskRecord, *, after_id: int | None, limit: int

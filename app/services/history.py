@@ -127,21 +127,17 @@ class HistoryService:
         comment: Comment | None = None,
     ) -> None:
         """Append one event of `task` (as it is after the change), in the current transaction."""
-        await self.events.append(
-            [
-                {
-                    "task_id": task.id,
-                    "project_id": task.project_id,
-                    "actor_id": actor_id,
-                    "kind": kind.value,
-                    "changes": changes or {},
-                    "comment_id": None if comment is None else comment.id,
-                    "request_id": self.request_id,
-                    "created_at": datetime.now(UTC),
-                }
-            ]
-        )
+        await self.events.append([self._row(task, kind, actor_id, changes or {}, comment)])
         await self._publish(task, kind, actor_id=actor_id, changes=changes, comment=comment)
+
+    async def record_update(self, before: TaskRecord, after: TaskRecord, *, actor_id: int) -> None:
+        """The events of one update (`update_events`), in one INSERT."""
+        events = update_events(before, after)
+        await self.events.append(
+            [self._row(after, kind, actor_id, changes, None) for kind, changes in events]
+        )
+        for kind, changes in events:
+            await self._publish(after, kind, actor_id=actor_id, changes=changes, comment=None)
 
     async def _publish(
         self,
@@ -165,9 +161,24 @@ class HistoryService:
             changes=changes if changes else None,
         )
 
-    async def record_update(self, before: TaskRecord, after: TaskRecord, *, actor_id: int) -> None:
-        for kind, changes in update_events(before, after):
-            await self.record(after, kind, actor_id=actor_id, changes=changes)
+    def _row(
+        self,
+        task: TaskRecord,
+        kind: TaskEventKind,
+        actor_id: int | None,
+        changes: Changes,
+        comment: Comment | None,
+    ) -> dict[str, object]:
+        return {
+            "task_id": task.id,
+            "project_id": task.project_id,
+            "actor_id": actor_id,
+            "kind": kind.value,
+            "changes": changes,
+            "comment_id": None if comment is None else comment.id,
+            "request_id": self.request_id,
+            "created_at": datetime.now(UTC),
+        }
 
     async def list_events(self, task: TaskRecord, page: PageQuery) -> PageResult[TaskEvent]:
         """`task` came from a visible-task read (the access rule)."""

@@ -160,25 +160,35 @@ class TaskService:
             task = await self.get_task(user, task_id)
             self._check_version(task.version, if_match)
             return task
-        before = await self.tasks.get_for_update(task_id, user_id=user.id)
-        if before is None:
-            raise NotFoundError(TASK_NOT_FOUND)
         newly_assigned: int | None = None
+        tags: list[str] | None = changes.pop("tags", None)
+        now = datetime.now(UTC)
         if "project_id" in changes or changes.get("assignee_id") is not None:
+            before = await self.tasks.get_for_update(task_id, user_id=user.id)
+            if before is None:
+                raise NotFoundError(TASK_NOT_FOUND)
             await self._check_move_and_assignee(user, before, changes)
             if changes.get("assignee_id") not in (None, before.assignee_id):
                 newly_assigned = changes["assignee_id"]
-        tags: list[str] | None = changes.pop("tags", None)
-        now = datetime.now(UTC)
-        updated = await self.tasks.update_for_user(
-            task_id,
-            user_id=user.id,
-            changes=changes,
-            now=now,
-            expected_version=if_match,
-            at_least=Role.EDITOR,
-        )
-        if updated is None:
+            updated = await self.tasks.update_for_user(
+                task_id,
+                user_id=user.id,
+                changes=changes,
+                now=now,
+                expected_version=if_match,
+                at_least=Role.EDITOR,
+            )
+        else:  # the common case: the row as it was comes back with the UPDATE
+            pair = await self.tasks.update_with_before(
+                task_id,
+                user_id=user.id,
+                changes=changes,
+                now=now,
+                expected_version=if_match,
+                at_least=Role.EDITOR,
+            )
+            before, updated = pair if pair is not None else (None, None)
+        if updated is None or before is None:
             raise await self._missing_forbidden_or_stale(user, task_id)
         if "project_id" in changes:
             await self.tasks.unfollow_non_members(updated.id, updated.project_id)

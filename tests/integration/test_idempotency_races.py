@@ -127,6 +127,9 @@ async def postgres_task_lock(database_url: str) -> AsyncIterator[asyncpg.Connect
 async def wait_until_blocked(connection: asyncpg.Connection) -> None:
     """Until a backend waits for the lock with its INSERT INTO task (bounded)."""
     for _ in range(int(REQUEST_TIMEOUT_SECONDS / 0.05)):
+        # The connection is in a transaction (it holds the lock), and PostgreSQL keeps one
+        # snapshot of pg_stat_activity per transaction unless told to take a new one.
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await connection.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
             "AND query LIKE 'INSERT INTO task %'"
