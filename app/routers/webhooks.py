@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.dependencies import CachedUser, CurrentUser, ReadWebhookServiceDep, WebhookServiceDep
+from app.idempotency import IdempotentRoute
 from app.models import Webhook
 from app.repositories.webhook import DeliveryRecord
 from app.routers.params import DeliveryId, ProjectId, WebhookId
@@ -22,6 +23,7 @@ router = APIRouter(
     prefix="/projects/{project_id}/webhooks",
     tags=["webhooks"],
     responses=error_responses(401, 403, 404, 429, 503),
+    route_class=IdempotentRoute,
 )
 TARGET_ERRORS = business_422(
     "Invalid body, or a URL that is not http(s) or whose host resolves to a non-public address"
