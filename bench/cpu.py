@@ -2,6 +2,7 @@
 
     python bench/cpu.py [list list-50p get me post patch post-key patch-key] [--seconds 5]
                         [--connections 32] [--base CHECKOUT] [--scale] [--pgbouncer]
+                        [--webhooks N]
 
 Run after `make bench` or `make bench-quick` (it reuses the `task_manager_bench` database
 and the token pools in .bench/pools/pg). Starts the no-database ceiling and our PostgreSQL
@@ -119,6 +120,57 @@ def pgbouncer_rows(
     return rows
 
 
+# Every task event: each write of the bench reaches each webhook. A public address literal:
+# no DNS, and nothing is sent (the bench runs no Celery worker: deliveries stay pending).
+WEBHOOK_EVENTS = ["task.created", "task.updated", "task.completed", "task.deleted"]
+WEBHOOK_TARGET = "https://93.184.215.14/bench/{n}"
+
+
+def add_webhooks(server: run.Server, pool: Path, count: int) -> list[str]:
+    """`count` webhooks on the inbox of the pool's user; the paths to delete them by."""
+    token = pool.read_text().split("\t", 1)[0]
+    projects = run.api(server, "GET", "/projects", token)["items"]
+    inbox = next(project["id"] for project in projects if project["is_inbox"])
+    paths = []
+    for n in range(count):
+        body = {"url": WEBHOOK_TARGET.format(n=n), "events": WEBHOOK_EVENTS}
+        created = run.api(server, "POST", f"/projects/{inbox}/webhooks", token, body)
+        paths.append(f"/projects/{inbox}/webhooks/{created['id']}")
+    return paths
+
+
+def webhook_rows(cfg: run.Settings, ours: run.Server, count: int) -> list[dict[str, Any]]:
+    """POST and PATCH without webhooks, then with `count` on the project (server +
+    PostgreSQL CPU per request): what publishing to the outbox adds to the request."""
+    pools = run.WORK / "pools" / "pg"
+    rows = []
+    for scenario in ("post", "patch"):
+        pool = pools / f"user{run.scenario_user(scenario, run.SMALL)}.tsv"
+        token = pool.read_text().split("\t", 1)[0]
+        without = measure(cfg, ours, scenario, pool, run.PG_DB)
+        paths = add_webhooks(ours, pool, count)
+        try:
+            with_hooks = measure(cfg, ours, scenario, pool, run.PG_DB)
+        finally:
+            for path in paths:
+                run.api(ours, "DELETE", path, token)
+        total = {
+            name: measured["server_cpu_ms"] + measured["postgres_cpu_ms"]
+            for name, measured in (("without", without), ("with", with_hooks))
+        }
+        row = {
+            "scenario": run.LABELS.get(scenario, scenario),
+            "webhooks": count,
+            "without": without,
+            "with": with_hooks,
+            "cpu_ratio": round(total["with"] / total["without"], 2),
+        }
+        rows.append(row)
+        run.log(f"{row['scenario']:22} without {total['without']:.3f} ms, with {count} webhooks "
+                f"{total['with']:.3f} ms = {row['cpu_ratio']}x")  # fmt: skip
+    return rows
+
+
 def scale_rows(cfg: run.Settings, small: run.Server) -> list[dict[str, Any]]:
     """Each scale case in CPU per request (server + PostgreSQL), on the 1,000,000-task database
     and on the small one: the slowdown a busy machine's req/s cannot show."""
@@ -162,6 +214,7 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="the 1M cases against the small")
     parser.add_argument("--base", type=Path, help="another checkout, measured in the same run")
     parser.add_argument("--pgbouncer", action="store_true", help="ours direct and through it")
+    parser.add_argument("--webhooks", type=int, default=0, help="POST/PATCH with N webhooks")
     args = parser.parse_args()
     pools = run.WORK / "pools" / "pg"
     if not (pools / f"user{run.LIST_USER}.tsv").exists():
@@ -175,6 +228,7 @@ def main() -> None:
     rows = []
     scale: list[dict[str, Any]] = []
     pgbouncer: list[dict[str, Any]] = []
+    webhooks: list[dict[str, Any]] = []
     try:
         ceiling.start()
         ours.start()
@@ -184,6 +238,8 @@ def main() -> None:
             scale = scale_rows(cfg, ours)
         if args.pgbouncer:
             pgbouncer = pgbouncer_rows(cfg, ours, args.scenarios)
+        if args.webhooks:
+            webhooks = webhook_rows(cfg, ours, args.webhooks)
         for scenario in args.scenarios:
             plain = scenario.removesuffix("-key")
             pool = pools / f"user{run.scenario_user(plain, run.SMALL)}.tsv"
@@ -213,6 +269,7 @@ def main() -> None:
         "seconds": args.seconds,
         "rows": rows,
         "scale": scale,
+        "webhooks": webhooks,
         "pgbouncer": pgbouncer,
     }
     run.RESULTS.mkdir(exist_ok=True)
@@ -229,6 +286,7 @@ def main() -> None:
     print_ratios(rows)
     print_scale(scale)
     print_pgbouncer(pgbouncer)
+    print_webhooks(webhooks)
 
 
 def total_cpu(measured: dict[str, Any]) -> float:
@@ -272,6 +330,17 @@ def print_pgbouncer(pgbouncer: list[dict[str, Any]]) -> None:
                   f"{t['server_cpu_ms']:.2f} + {t['postgres_cpu_ms']:.2f} + "
                   f"{t['pgbouncer_cpu_ms']:.2f} | {row['cpu_cost_pct']:+.1f}% | "
                   f"{d['rps']}, {t['rps']} |")  # fmt: skip
+
+
+def print_webhooks(webhooks: list[dict[str, Any]]) -> None:
+    if webhooks:
+        print("\n| write | without: server + PostgreSQL CPU ms | with webhooks | with ÷ without |")
+        print("| --- | ---: | ---: | ---: |")
+        for row in webhooks:
+            a, b = row["without"], row["with"]
+            print(f"| {row['scenario']}, {row['webhooks']} webhooks | {a['server_cpu_ms']:.2f} + "
+                  f"{a['postgres_cpu_ms']:.2f} | {b['server_cpu_ms']:.2f} + "
+                  f"{b['postgres_cpu_ms']:.2f} | {row['cpu_ratio']}x |")  # fmt: skip
 
 
 def print_scale(scale: list[dict[str, Any]]) -> None:

@@ -581,16 +581,24 @@ def login_storm(cfg: Settings, config: str, ours: Server, pool: Path) -> dict[st
     return row
 
 
+def api(server: Server, method: str, path: str, token: str, body: Any = None) -> Any:
+    """One request to a server of ours (http://127.0.0.1 only) as the token's user: its JSON."""
+    request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
+        server.url + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.loads(response.read() or b"null")
+
+
 def deep_cursor(server: Server, token: str, depth: int) -> str:
     """The cursor of the row `depth` positions in, reached by following next_cursor."""
     cursor, seen = None, 0
     while seen < depth:
         path = "/tasks?limit=100" + (f"&cursor={cursor}" if cursor else "")
-        request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
-            server.url + path, headers={"Authorization": f"Bearer {token}"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            page = json.load(response)
+        page = api(server, "GET", path, token)
         seen += len(page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
