@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,6 +54,10 @@ PASSWORD = "correct horse battery"
 # The production-fidelity pass (scripts/run-tests): `client` talks HTTP to a real server
 # configured as in production (see `live_server`) instead of the app in this process.
 LIVE_SERVER = os.environ.get("TEST_LIVE_SERVER") == "true"
+# Set by scripts/run-tests on its in-process PostgreSQL pass when the live-server pass on
+# PostgreSQL follows: a file of the test ids that pass runs, left to it (each test runs on
+# PostgreSQL once).
+LIVE_PASS_IDS = os.environ.get("TEST_LIVE_PASS_IDS")
 # That pass with the server behind PgBouncer in transaction pooling mode (the shipped
 # deploy/pgbouncer.stack.ini.template, DB_TRANSACTION_POOLING=true); migrations go direct.
 THROUGH_PGBOUNCER = os.environ.get("TEST_PGBOUNCER") == "true"
@@ -96,6 +101,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         select_live_server_tests(config, items)
     if is_postgres():
         deselect_database_agnostic_tests(config, items)
+        if LIVE_PASS_IDS and not LIVE_SERVER:
+            live = set(Path(LIVE_PASS_IDS).read_text().split())
+            deselect(config, items, [item for item in items if item.nodeid in live])
         return
     skip = pytest.mark.skip(reason="PostgreSQL only: run with TEST_DATABASE_URL=postgresql://...")
     for item in items:
@@ -103,25 +111,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def deselect(config: pytest.Config, items: list[pytest.Item], dropped: list[pytest.Item]) -> None:
+    """Report `dropped` deselected (not skipped) and run the rest."""
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        kept = set(map(id, items)) - set(map(id, dropped))
+        items[:] = [item for item in items if id(item) in kept]
+
+
 def deselect_database_agnostic_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Their servers start on either database and do the same: once (on SQLite) is enough."""
-    agnostic = [item for item in items if "database_agnostic" in item.keywords]
-    if agnostic:
-        config.hook.pytest_deselected(items=agnostic)
-        items[:] = [item for item in items if "database_agnostic" not in item.keywords]
+    deselect(config, items, [item for item in items if "database_agnostic" in item.keywords])
+
+
+def runs_live(item: pytest.Item) -> bool:
+    """(In the live-server pass) an HTTP test that needs nothing but a client."""
+    names = set(getattr(item, "fixturenames", ()))
+    in_process = "in_process" in item.keywords or names & IN_PROCESS_ONLY
+    return "client" in names and not in_process
 
 
 def select_live_server_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the HTTP tests that need nothing but a client; report the others deselected."""
-    selected, deselected = [], []
-    for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        in_process = "in_process" in item.keywords or names & IN_PROCESS_ONLY
-        runs_live = "client" in names and not in_process
-        (selected if runs_live else deselected).append(item)
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-    items[:] = selected
+    deselect(config, items, [item for item in items if not runs_live(item)])
 
 
 class PostgresDatabases:

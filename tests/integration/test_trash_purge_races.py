@@ -24,7 +24,7 @@ EXPIRED, RECENT, LIVE = 30, 5, 5
 async def test_racing_purges_delete_each_expired_task_once(
     scratch_database_url: str, tmp_path: Path
 ) -> None:
-    await migrate(scratch_database_url, tmp_path)
+    await migrate(scratch_database_url)
     settings = load_settings(DATABASE_URL=scratch_database_url)
     engines = [create_engine(settings), create_engine(settings)]
     try:

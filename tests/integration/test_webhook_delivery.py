@@ -28,6 +28,10 @@ from tests.server import HOST, free_port
 from tests.teams import Team, add_member, ok, person, team
 from tests.webhook_receiver import Receiver, Reply
 
+# Delivery over HTTP: the database's part (claims, leases) is in tests/unit/test_webhook_jobs.py
+# on both databases.
+pytestmark = pytest.mark.database_agnostic
+
 QUICK_RETRIES = {
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
     "WEBHOOK_BACKOFF_SECONDS": "0.3",
