@@ -51,9 +51,9 @@ async def claim_idempotency_key(
     path = request.url.path
     if request.url.query:
         path = f"{path}?{request.url.query}"
-    print_ = fingerprint(request.method, path, await request.body())
-    await service.begin(user_id, key, print_, now=datetime.now(UTC))
-    request.scope[_SCOPE_KEY] = Claim(service, user_id, key, print_)
+    request_fingerprint = fingerprint(request.method, path, await request.body())
+    await service.begin(user_id, key, request_fingerprint, now=datetime.now(UTC))
+    request.scope[_SCOPE_KEY] = Claim(service, user_id, key, request_fingerprint)
 
 
 def _claim_of(request: Request) -> Claim | None:
