@@ -20,6 +20,10 @@ PgBouncer's own process.
 database, two workers, in the same run: each scenario it knows is measured on it too, and
 the table gives ours ÷ base. `post-key` / `patch-key` are POST / PATCH with an
 Idempotency-Key of their own per request; the table gives them ÷ the same write without.
+
+Every scenario bench/db_ceiling_app.py serves (list, list-50p, get, post, patch) is also
+measured on that database ceiling, and `database ceiling ÷ ours` compares server +
+PostgreSQL CPU on both sides (the no-database ceiling has no database to count).
 """
 
 import argparse
@@ -223,6 +227,7 @@ def main() -> None:
                        connections=(args.connections,), wrk=run.ensure_wrk())  # fmt: skip
     ceiling = run.ceiling_server(2)
     url = f"{run.POSTGRES}/{run.PG_DB}"
+    db_ceiling = run.db_ceiling_server(2, url)
     ours = run.app_server("cpu-pg-2w", url, 2, redis=True)
     base = run.base_server("cpu-base-pg-2w", args.base, url, 2, redis=True) if args.base else None
     rows = []
@@ -231,6 +236,7 @@ def main() -> None:
     webhooks: list[dict[str, Any]] = []
     try:
         ceiling.start()
+        db_ceiling.start()
         ours.start()
         if base is not None:
             base.start()
@@ -249,16 +255,24 @@ def main() -> None:
                 "ours": measure(cfg, ours, scenario, pool, run.PG_DB),
                 "ceiling": measure(cfg, ceiling, plain, pool, None),
             }
+            if scenario in run.DB_CEILING_SCENARIOS:
+                row["db_ceiling"] = measure(cfg, db_ceiling, scenario, pool, run.PG_DB)
             if base is not None and scenario == plain:
                 row["base"] = measure(cfg, base, scenario, pool, run.PG_DB)
             own, ceiling_cpu = row["ours"]["server_cpu_ms"], row["ceiling"]["server_cpu_ms"]
             row["ceiling_cpu_over_ours_pct"] = round(100 * ceiling_cpu / own, 1) if own else None
+            if "db_ceiling" in row:
+                # Server + PostgreSQL on both sides: the database's share is part of both.
+                db_total, own_total = total_cpu(row["db_ceiling"]), total_cpu(row["ours"])
+                row["db_ceiling_cpu_over_ours_pct"] = round(100 * db_total / own_total, 1)
             rows.append(row)
             run.log(
                 f"{row['scenario']:22} ours {own:.3f} ms (+ PostgreSQL "
                 f"{row['ours']['postgres_cpu_ms']:.3f}), ceiling {ceiling_cpu:.3f} ms "
                 f"= {row['ceiling_cpu_over_ours_pct']}%"
-            )
+                + (f"; database ceiling {total_cpu(row['db_ceiling']):.3f} ms with PostgreSQL "
+                   f"= {row['db_ceiling_cpu_over_ours_pct']}%" if "db_ceiling" in row else "")
+            )  # fmt: skip
     finally:
         run.stop_all()
     report = {
@@ -277,12 +291,18 @@ def main() -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n{path.relative_to(run.ROOT)}, load average {os.getloadavg()[0]:.1f}:\n")
     print("| scenario | ours: server CPU ms/request | + PostgreSQL | ceiling CPU ms/request "
-          "| ceiling ÷ ours | ours req/s (loaded machine) |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+          "| ceiling ÷ ours | database ceiling: server + PostgreSQL | database ceiling ÷ ours "
+          "(server + PostgreSQL) | ours req/s (loaded machine) |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         o, c, share = row["ours"], row["ceiling"], row["ceiling_cpu_over_ours_pct"]
+        db = row.get("db_ceiling")
+        db_cells = "- | -"
+        if db:
+            db_cells = (f"{db['server_cpu_ms']:.2f} + {db['postgres_cpu_ms']:.2f} | "
+                        f"{row['db_ceiling_cpu_over_ours_pct']}%")  # fmt: skip
         print(f"| {row['scenario']} | {o['server_cpu_ms']:.2f} | {o['postgres_cpu_ms']:.2f} | "
-              f"{c['server_cpu_ms']:.2f} | {share}% | {o['rps']} |")  # fmt: skip
+              f"{c['server_cpu_ms']:.2f} | {share}% | {db_cells} | {o['rps']} |")  # fmt: skip
     print_ratios(rows)
     print_scale(scale)
     print_pgbouncer(pgbouncer)
