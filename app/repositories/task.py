@@ -1,11 +1,14 @@
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    Integer,
     Select,
     Table,
     Update,
+    bindparam,
     case,
     delete,
     insert,
@@ -25,6 +28,22 @@ from app.repositories.task_list import (
 )
 from app.repositories.task_record import TASK_COLUMNS, TaskRecord, task_record_columns
 from app.schemas.task import TaskListQuery, TaskSort
+
+
+@functools.cache
+def detail_statement(dialect_name: str) -> Select[Any]:
+    """`get_with_following`'s statement, built once per dialect with bound `task_id` and
+    `user_id` (as the list's, app/repositories/task_list.py): building it, and computing its
+    cache key, on every request cost more than binding."""
+    task_id, user_id = bindparam("task_id", type_=Integer()), bindparam("user_id", type_=Integer())
+    following = (
+        select(TaskFollower.user_id)
+        .where(TaskFollower.task_id == Task.id, TaskFollower.user_id == user_id)
+        .exists()
+    )
+    return select(*task_record_columns(dialect_name), following).where(
+        Task.id == task_id, task_visible_to(user_id)
+    )
 
 
 class TaskRepository(Repository[Task]):
@@ -55,15 +74,8 @@ class TaskRepository(Repository[Task]):
         self, task_id: int, *, user_id: int
     ) -> tuple[TaskRecord, bool] | None:
         """The task and whether `user_id` follows it, in one statement."""
-        following = (
-            select(TaskFollower.user_id)
-            .where(TaskFollower.task_id == Task.id, TaskFollower.user_id == user_id)
-            .exists()
-        )
-        statement = select(*task_record_columns(self._dialect_name), following).where(
-            Task.id == task_id, task_visible_to(user_id)
-        )
-        row = (await self.session.execute(statement)).first()
+        values = {"task_id": task_id, "user_id": user_id}
+        row = (await self.session.execute(detail_statement(self._dialect_name), values)).first()
         return None if row is None else (TaskRecord._make(row[:-1]), bool(row[-1]))
 
     async def get_version_for_user(self, task_id: int, *, user_id: int) -> int | None:
