@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import ConfigurationError, Environment, Settings, get_settings
 from app.core.database import (
@@ -109,8 +109,37 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     web_dir = Path(settings.WEB_DIR) if settings.WEB_DIR else None
+    app.state.resources = build_resources(settings, engine, session_factory)
+    add_middleware_stack(app, settings)
+    register_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(health.internal_router)
+    app.include_router(auth.router)
+    app.include_router(projects.router)
+    app.include_router(webhooks.router)
+    app.include_router(tasks.router)
+    app.include_router(comments.router)
+    app.include_router(trash.router)
+    app.include_router(notifications.router)
+    app.include_router(admin.router)
+    if settings.METRICS_ENABLED:
+        app.include_router(metrics.router)
+    if docs:
+        add_docs_pages(app, web_dir)
+    if web_dir is not None:
+        # Last: it answers only what no route above matched.
+        serve_web_app(app, web_dir)
+    return app
+
+
+def build_resources(
+    settings: Settings,
+    engine: AsyncEngine,
+    session_factory: async_sessionmaker[AsyncSession] | None = None,
+) -> Resources:
+    """The shared objects of one process (bench/ladder_app.py builds them the same way)."""
     write_factory = session_factory or create_session_factory(engine)
-    app.state.resources = Resources(
+    return Resources(
         settings=settings,
         engine=engine,
         session_factory=write_factory,
@@ -129,6 +158,9 @@ def create_app(
         rate_limiter=RateLimiter.from_settings(settings),
     )
 
+
+def add_middleware_stack(app: FastAPI, settings: Settings) -> None:
+    """Our middleware, in order (bench/ladder_app.py measures this very stack)."""
     # Added innermost first: the request id wraps everything, so every response has it.
     if settings.METRICS_ENABLED:
         # At the router: reports the matched route template to MetricsMiddleware.
@@ -166,26 +198,6 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     # Outermost: every response gets the headers, a last-resort 500 too.
     app.add_middleware(SecurityHeadersMiddleware)
-
-    register_exception_handlers(app)
-    app.include_router(health.router)
-    app.include_router(health.internal_router)
-    app.include_router(auth.router)
-    app.include_router(projects.router)
-    app.include_router(webhooks.router)
-    app.include_router(tasks.router)
-    app.include_router(comments.router)
-    app.include_router(trash.router)
-    app.include_router(notifications.router)
-    app.include_router(admin.router)
-    if settings.METRICS_ENABLED:
-        app.include_router(metrics.router)
-    if docs:
-        add_docs_pages(app, web_dir)
-    if web_dir is not None:
-        # Last: it answers only what no route above matched.
-        serve_web_app(app, web_dir)
-    return app
 
 
 def create_job_runner(
