@@ -18,7 +18,7 @@ from app.core.database import (
     create_read_session_factory,
     create_session_factory,
 )
-from app.core.identity_cache import CacheBackend, IdentityCache, MemoryBackend, RedisBackend
+from app.core.identity_cache import IdentityCache, LocalCopies, MemoryBackend, RedisBackend
 from app.core.logging import configure_logging
 from app.core.pagination import CursorCodec
 from app.core.rate_limit import RateLimiter, RateLimits
@@ -83,6 +83,7 @@ def create_app(
             )
         resources: Resources = app.state.resources
         await resources.jobs.start()
+        resources.identity_cache.start()
         # Everything built so far (modules, routes, models, settings) lives as long as the
         # process: move it out of the garbage collector's sight, so that its full
         # collections stop walking it again and again on the request path (the cost is in
@@ -216,10 +217,11 @@ def create_identity_cache(settings: Settings) -> IdentityCache:
     Without Redis, several worker processes could not tell each other about a change, so
     the per-process cache is only used by a single-process server (see gunicorn.conf.py).
     """
-    backend: CacheBackend = (
-        RedisBackend(settings.REDIS_URL) if settings.REDIS_URL else MemoryBackend()
-    )
-    return IdentityCache(backend, ttl_seconds=settings.AUTH_CACHE_TTL_SECONDS)
+    ttl = settings.AUTH_CACHE_TTL_SECONDS
+    if not settings.REDIS_URL:
+        return IdentityCache(MemoryBackend(), ttl_seconds=ttl)
+    local = LocalCopies(settings.REDIS_URL, ttl_seconds=ttl) if settings.AUTH_CACHE_LOCAL else None
+    return IdentityCache(RedisBackend(settings.REDIS_URL), ttl_seconds=ttl, local=local)
 
 
 def _create_default_app() -> FastAPI:

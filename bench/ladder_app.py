@@ -8,7 +8,8 @@ here), so that bench/ladder.py measures our code, rung by rung, in CPU per reque
 - `db-ceiling`: bench/db_ceiling_app.py's routes (fixed tokens, its own asyncpg pool);
 - `middleware`: + our middleware stack (`app.main.add_middleware_stack`);
 - `auth-memory`: + our bearer check, `TokenCodec.decode` and the `IdentityCache` in process;
-- `auth-redis`: the identity cache in Redis (`REDIS_URL`), as the benchmark runs ours;
+- `auth-redis`: the identity cache in Redis only (`REDIS_URL`): a round trip per request;
+- `auth-local`: our identity cache as ours runs it (local copies dropped through Redis);
 - `unit-of-work`: our real `CachedUser` dependency (a `ReadUnitOfWork` session, `AuthService`);
 - `asyncpg-session`: our repository's statements, compiled once, run by asyncpg on that
   session's connection;
@@ -37,7 +38,7 @@ from ladder import RUNGS
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.exceptions import AuthenticationError
-from app.core.identity_cache import IdentityCache, MemoryBackend
+from app.core.identity_cache import IdentityCache, MemoryBackend, RedisBackend
 from app.core.security import TokenType
 from app.dependencies import (
     BearerToken,
@@ -71,6 +72,9 @@ real_app = create_app()  # settings, engine, resources: as ours builds them
 resources = real_app.state.resources
 settings = resources.settings
 memory_cache = IdentityCache(MemoryBackend(), ttl_seconds=settings.AUTH_CACHE_TTL_SECONDS)
+redis_cache = IdentityCache(  # without the local copies: Redis on every hit
+    RedisBackend(settings.REDIS_URL or ""), ttl_seconds=settings.AUTH_CACHE_TTL_SECONDS
+)
 
 
 async def cached_identity(token: BearerToken, shared: ResourcesDep) -> User:
@@ -87,16 +91,18 @@ async def cached_identity(token: BearerToken, shared: ResourcesDep) -> User:
         row = await ceiling.pool.fetchrow(USER_SQL, claims.session_id, claims.user_id)
         return None if row is None else User(**dict(row), password_hash="")
 
-    cache = memory_cache if RUNG == "auth-memory" else shared.identity_cache
+    cache = {"auth-memory": memory_cache, "auth-redis": redis_cache}.get(
+        RUNG, shared.identity_cache
+    )
     user = await cache.get_or_load(claims.session_id, claims.user_id, load)
     if user is None or not user.is_active:
         raise HTTPException(401, "Session has been revoked or the user no longer exists")
     return user
 
 
-if LEVEL == 2 or LEVEL == 3:
+if RUNGS.index("auth-memory") <= LEVEL < RUNGS.index("unit-of-work"):
     UserDep: Any = Annotated[User, Depends(cached_identity)]
-elif LEVEL >= 4:
+elif RUNGS.index("unit-of-work") <= LEVEL:
     UserDep = CachedUser
 else:
     UserDep = Annotated[int, Depends(ceiling.user_id)]
@@ -143,6 +149,7 @@ async def list_rows(uow: AsyncSession, user_id: int, query: TaskListQuery) -> li
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The ceiling's asyncpg pool, and ours's `gc.freeze()` (app/main.py) on every rung."""
     async with ceiling.lifespan(app):
+        resources.identity_cache.start()  # as ours's lifespan: the local copies' listener
         gc.collect()
         gc.freeze()
         yield

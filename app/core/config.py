@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # How long a token's user may be served from the identity cache (read-only requests);
     # 0 turns the cache off. Changes invalidate it at once (docs/design/identity-cache.md).
     AUTH_CACHE_TTL_SECONDS: float = Field(default=30.0, ge=0)
+    # With Redis: each process also keeps the entries it read, dropped through pub/sub, so a
+    # hit costs no round trip (docs/design/identity-cache.md); false: Redis on every hit.
+    AUTH_CACHE_LOCAL: bool = True
     CELERY_BROKER_URL: str | None = None
     # The Celery queue: deployments sharing one Redis database need names of their own, or
     # their workers would take each other's jobs.

@@ -1,11 +1,13 @@
 """The identity cache: hits, generation-based invalidation, races, corruption, outages."""
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from app.core.identity_cache import (
     IdentityCache,
+    LocalCopies,
     MemoryBackend,
     RedisBackend,
     _entry_key,
@@ -182,3 +184,64 @@ class TestRedisBackend:
             assert len(warnings) == 1  # logged once per outage, not per request
         finally:
             await cache.close()
+
+
+async def live_cache(redis_url: str) -> IdentityCache:
+    """A process's cache as the app builds it with Redis: shared entries and local copies,
+    listening for invalidations (started as the lifespan does), once Redis has answered."""
+    cache = IdentityCache(
+        RedisBackend(redis_url), ttl_seconds=30, local=LocalCopies(redis_url, ttl_seconds=30)
+    )
+    cache.start()
+    for _ in range(100):
+        if cache.local is not None and cache.local.get_live():
+            return cache
+        await asyncio.sleep(0.02)
+    raise AssertionError("the local copies never went live")
+
+
+class TestLocalCopies:
+    async def test_a_hit_is_served_from_this_process(self, redis_url: str) -> None:
+        cache = await live_cache(redis_url)
+        try:
+            load = Loader(make_user(4343))
+            await cache.get_or_load("local-session", 4343, load)
+            # The shared entry is gone: only this process's copy can answer.
+            await cache.backend.set(_entry_key("local-session"), "not json", 30)
+            found = await cache.get_or_load("local-session", 4343, load)
+            assert load.calls == 1
+            assert found is not None
+            assert found.id == 4343
+        finally:
+            await cache.close()
+
+    async def test_an_invalidation_drops_every_process_copy_before_it_returns(
+        self, redis_url: str
+    ) -> None:
+        first, second = await live_cache(redis_url), await live_cache(redis_url)
+        try:
+            load = Loader(make_user(4444))
+            await first.get_or_load("copied-session", 4444, load)
+            await second.get_or_load("copied-session", 4444, load)
+            assert load.calls == 1
+            load.user = make_user(4444, is_active=False)
+            await second.invalidate_users([4444])
+            # No waiting: the other process confirmed the drop before invalidate returned.
+            found = await first.get_or_load("copied-session", 4444, load)
+            assert found is not None
+            assert found.is_active is False
+            assert load.calls == 2
+        finally:
+            await first.close()
+            await second.close()
+
+    async def test_copies_are_not_trusted_once_the_subscription_is_gone(
+        self, redis_url: str
+    ) -> None:
+        cache = await live_cache(redis_url)
+        load = Loader(make_user(4545))
+        await cache.get_or_load("orphan-session", 4545, load)
+        assert cache.local is not None
+        await cache.local.close()  # the listener stops: nothing would drop the copy now
+        assert cache.local.get("orphan-session", 4545) is None
+        await cache.backend.close()  # type: ignore[attr-defined]
