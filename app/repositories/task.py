@@ -19,7 +19,7 @@ from sqlalchemy import (
 
 from app.models import ProjectMember, Role, Task, TaskFollower, TaskTag
 from app.repositories.access import task_visible_to
-from app.repositories.base import Keyset, Repository
+from app.repositories.base import Keyset, Repository, fetch_rows
 from app.repositories.task_list import (
     list_parameters,
     list_shape,
@@ -75,8 +75,8 @@ class TaskRepository(Repository[Task]):
     ) -> tuple[TaskRecord, bool] | None:
         """The task and whether `user_id` follows it, in one statement."""
         values = {"task_id": task_id, "user_id": user_id}
-        row = (await self.session.execute(detail_statement(self._dialect_name), values)).first()
-        return None if row is None else (TaskRecord._make(row[:-1]), bool(row[-1]))
+        rows = await fetch_rows(self.session, detail_statement(self._dialect_name), values)
+        return None if not rows else (TaskRecord._make(rows[0][:-1]), bool(rows[0][-1]))
 
     async def get_version_for_user(self, task_id: int, *, user_id: int) -> int | None:
         statement = select(Task.version).where(Task.id == task_id, task_visible_to(user_id))
@@ -114,7 +114,7 @@ class TaskRepository(Repository[Task]):
         values = list_parameters(
             user_id, filters, after=after, limit=limit, now=now, project_ids=project_ids
         )
-        rows = (await self.session.execute(list_statement(shape), values)).all()
+        rows = await fetch_rows(self.session, list_statement(shape), values)
         return list(map(TaskRecord._make, rows))
 
     @staticmethod
