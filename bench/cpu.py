@@ -78,11 +78,17 @@ def measure(
     backends = postgres_backends(database) if database else []
     poolers = [pooler_pid] if pooler_pid else []
     groups = (pids, backends, poolers)
-    before = [sum(map(cpu_seconds, group)) for group in groups]
+    before = [[cpu_seconds(pid) for pid in group] for group in groups]
     result = run.wrk(cfg, server, scenario, conns, pool, cfg.duration, env)
-    after = [sum(map(cpu_seconds, group)) for group in groups]
+    after = [[cpu_seconds(pid) for pid in group] for group in groups]
     requests = max(1, result["requests"])
-    spent = [round(1000 * (a - b) / requests, 3) for a, b in zip(after, before, strict=True)]
+    # Per process: one that exited meanwhile (another server's idle backend) reads 0 after,
+    # and must not count as negative time.
+    spent = [
+        round(1000 * sum(max(0.0, a - b) for a, b in zip(a_group, b_group, strict=True))
+              / requests, 3)
+        for a_group, b_group in zip(after, before, strict=True)
+    ]  # fmt: skip
     measured = {
         "requests": result["requests"],
         "rps": round(result["rps"], 1),
