@@ -336,29 +336,27 @@ async def get_current_auth(
     return user, claims
 
 
+async def get_cached_auth(
+    token: BearerToken,
+    uow: ReadUnitOfWork,
+    resources: ResourcesDep,
+    response: Response,
+) -> tuple[User, TokenClaims]:
+    """The identity cache's read-only snapshot (read routes), the database on a miss."""
+    auth = build_auth_service(uow, resources)
+    return await _authenticate(token, auth, cached=True, resources=resources, response=response)
+
+
 CurrentAuth = Annotated[tuple[User, TokenClaims], Depends(get_current_auth)]
+CachedAuth = Annotated[tuple[User, TokenClaims], Depends(get_cached_auth)]
 
 
 async def get_current_user(current: CurrentAuth) -> User:
     return current[0]
 
 
-async def get_cached_user(
-    token: BearerToken,
-    uow: ReadUnitOfWork,
-    resources: ResourcesDep,
-    response: Response,
-) -> User:
-    """The identity cache's read-only snapshot (read routes), the database on a miss.
-
-    One dependency, not a pair like the write routes' (no route reads the claims): each
-    level of the graph costs FastAPI's solver on every read.
-    """
-    auth = build_auth_service(uow, resources)
-    user, _claims = await _authenticate(
-        token, auth, cached=True, resources=resources, response=response
-    )
-    return user
+async def get_cached_user(current: CachedAuth) -> User:
+    return current[0]
 
 
 async def get_current_token(current: CurrentAuth) -> TokenClaims:

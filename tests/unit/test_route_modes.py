@@ -17,7 +17,7 @@ from app import dependencies
 from app.main import app
 
 READ_METHODS = frozenset({"GET", "HEAD"})
-READ_ONLY = {dependencies.get_read_unit_of_work, dependencies.get_cached_user}
+READ_ONLY = {dependencies.get_read_unit_of_work, dependencies.get_cached_auth}
 WRITE_ONLY = {dependencies.get_write_unit_of_work, dependencies.get_current_auth}
 
 
