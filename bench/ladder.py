@@ -36,7 +36,7 @@ ADDS = {
     "auth-local": "our identity cache: local copies, dropped through Redis (AUTH_CACHE_LOCAL)",
     "unit-of-work": "+ the read unit of work (session) and AuthService: `CachedUser`",
     "asyncpg-session": "our repository's SQL, via asyncpg on the session's connection",
-    "sqlalchemy": "the same through TaskService / TaskRepository (SQLAlchemy)",
+    "sqlalchemy": "through TaskService / TaskRepository, as ours (fetch_rows since 62a7b4d)",
     "router": "+ our routers and exception handlers (page validated twice)",
     "ours": "ours: every route, the web app's fallback, logging at WARNING",
 }

@@ -13,7 +13,8 @@ here), so that bench/ladder.py measures our code, rung by rung, in CPU per reque
 - `unit-of-work`: our real `CachedUser` dependency (a `ReadUnitOfWork` session, `AuthService`);
 - `asyncpg-session`: our repository's statements, compiled once, run by asyncpg on that
   session's connection;
-- `sqlalchemy`: the same through `TaskService` / `TaskRepository` (SQLAlchemy's execute);
+- `sqlalchemy`: the same through `TaskService` / `TaskRepository`, as ours reads (SQLAlchemy's
+  execute; since `fetch_rows`, asyncpg for the list and get statements);
 - `router`: our routers and exception handlers (the handler validates the page, then
   `response_model` does).
 
