@@ -44,7 +44,7 @@ from app.core.config import Settings, load_settings, to_async_database_url
 from app.core.database import create_engine
 from app.core.migrations import upgrade
 from app.core.security import PasswordHasher, TokenCodec
-from app.main import create_app
+from app.main import build_resources, create_app
 from app.resources import Resources
 from tests.pgbouncer import running_pgbouncer
 from tests.server import ServerProcess, start_server, stop_checked
@@ -318,19 +318,59 @@ class WakeLog:
         return None
 
 
+class SharedApp:
+    """The app (routes, middleware) of the in-process tests of this process.
+
+    FastAPI prepares a route's handling (its dependencies, its response model) on the app's
+    first request, which costs as much as a whole test: each test gets fresh resources on
+    this one app (the `app` fixture) instead of an app of its own. A test that adds a route
+    leaves an app that is not the product's: the next test gets a new one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.app = create_app(settings)
+        self._routes = list(self.app.routes)
+
+    async def renew_if_changed(self) -> None:
+        if list(self.app.routes) == self._routes:
+            return
+        await self.close()
+        self.app = create_app(self._settings)
+        self._routes = list(self.app.routes)
+
+    async def close(self) -> None:
+        await resources(self.app).close()
+
+
+@pytest.fixture(scope="session")
+async def shared_app(settings: Settings) -> AsyncIterator[SharedApp]:
+    shared = SharedApp(settings)
+    yield shared
+    await shared.close()
+
+
 @pytest.fixture
 async def app(
+    shared_app: SharedApp,
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
     password_hasher: PasswordHasher,
 ) -> AsyncIterator[Any]:
-    app = create_app(settings, session_factory=session_factory)
-    resources(app).password_hasher.close()
-    use_password_hasher(app, password_hasher)
-    # No background job on the test's connection (tests/factories.py, WakeLog).
-    app.state.resources = dataclasses.replace(resources(app), jobs=WakeLog())
+    """The shared app with this test's resources: its sessions, a fresh rate limiter and
+    identity cache, and no background job on its connection (WakeLog)."""
+    app = shared_app.app
+    app_resources = app.state.resources
+    fresh = build_resources(settings, create_engine(settings), session_factory)
+    fresh.password_hasher.close()
+    app.state.resources = dataclasses.replace(
+        fresh, password_hasher=password_hasher, jobs=WakeLog()
+    )
     yield app
     await resources(app).engine.dispose()
+    app.state.resources = app_resources
+    app.dependency_overrides.clear()
+    await shared_app.renew_if_changed()
 
 
 def resources(app: Any) -> Resources:
