@@ -313,7 +313,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if len(runs) == 1:
         return runs[0]
     merged: dict[str, Any] = {
-        name: statistics.median(run[name] for run in runs) for name in runs[0] if name != "requests"
+        name: round(statistics.median(run[name] for run in runs), 3)
+        for name in runs[0]
+        if name != "requests"
     }
     merged["requests"] = sum(run["requests"] for run in runs)
     merged["runs"] = runs
