@@ -24,6 +24,7 @@ from fastapi import Request, Response
 from fastapi.openapi.constants import REF_PREFIX
 from fastapi.routing import APIRoute
 
+from app.core.exceptions import DomainError
 from app.services.idempotency import IdempotencyService, StoredResponse, fingerprint
 
 HEADER = "Idempotency-Key"
@@ -78,7 +79,15 @@ class IdempotentRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except DomainError:
+                claim = _claim_of(request)
+                if claim is not None:  # the answer of a request that won a race, if any
+                    await claim.service.answer_if_stored(
+                        claim.user_id, claim.key, claim.fingerprint
+                    )
+                raise
             claim = _claim_of(request)
             if claim is not None:
                 await claim.service.complete(

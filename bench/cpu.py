@@ -2,7 +2,7 @@
 
     python bench/cpu.py [list list-50p get me post patch post-key patch-key] [--seconds 5]
                         [--connections 32] [--base CHECKOUT] [--scale] [--pgbouncer]
-                        [--webhooks N]
+                        [--webhooks N] [--rounds N]
 
 Run after `make bench` or `make bench-quick` (it reuses the `task_manager_bench` database
 and the token pools in .bench/pools/pg). Starts the no-database ceiling and our PostgreSQL
@@ -15,6 +15,10 @@ quiet machine would show (the server being CPU-bound). Writes
 bench/results/<timestamp>-cpu.json and prints a markdown table. With --pgbouncer it measures
 our server directly and through PgBouncer (bench/run.py's), the latter's CPU including
 PgBouncer's own process.
+
+`--rounds N` measures every figure N times, the scenarios (ours, the ceiling, the base) in
+turn, and reports medians: on a machine whose load changes during the run, one run per
+figure can compare a busy minute with a quiet one.
 
 `--base CHECKOUT` also runs another checkout's code (e.g. main, before a change) on the same
 database, two workers, in the same run: each scenario it knows is measured on it too, and
@@ -29,6 +33,7 @@ PostgreSQL CPU on both sides (the no-database ceiling has no database to count).
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -149,21 +154,27 @@ def add_webhooks(server: run.Server, pool: Path, count: int) -> list[str]:
     return paths
 
 
-def webhook_rows(cfg: run.Settings, ours: run.Server, count: int) -> list[dict[str, Any]]:
+def webhook_rows(
+    cfg: run.Settings, ours: run.Server, count: int, *, rounds: int = 1
+) -> list[dict[str, Any]]:
     """POST and PATCH without webhooks, then with `count` on the project (server +
-    PostgreSQL CPU per request): what publishing to the outbox adds to the request."""
+    PostgreSQL CPU per request), `rounds` times in turn: what publishing to the outbox adds
+    to the request (medians)."""
     pools = run.WORK / "pools" / "pg"
     rows = []
     for scenario in ("post", "patch"):
         pool = pools / f"user{run.scenario_user(scenario, run.SMALL)}.tsv"
         token = pool.read_text().split("\t", 1)[0]
-        without = measure(cfg, ours, scenario, pool, run.PG_DB)
-        paths = add_webhooks(ours, pool, count)
-        try:
-            with_hooks = measure(cfg, ours, scenario, pool, run.PG_DB)
-        finally:
-            for path in paths:
-                run.api(ours, "DELETE", path, token)
+        withouts, withs = [], []
+        for _ in range(rounds):
+            withouts.append(measure(cfg, ours, scenario, pool, run.PG_DB))
+            paths = add_webhooks(ours, pool, count)
+            try:
+                withs.append(measure(cfg, ours, scenario, pool, run.PG_DB))
+            finally:
+                for path in paths:
+                    run.api(ours, "DELETE", path, token)
+        without, with_hooks = median_of(withouts), median_of(withs)
         total = {
             name: measured["server_cpu_ms"] + measured["postgres_cpu_ms"]
             for name, measured in (("without", without), ("with", with_hooks))
@@ -225,6 +236,7 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help="another checkout, measured in the same run")
     parser.add_argument("--pgbouncer", action="store_true", help="ours direct and through it")
     parser.add_argument("--webhooks", type=int, default=0, help="POST/PATCH with N webhooks")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per figure, in turn")
     args = parser.parse_args()
     pools = run.WORK / "pools" / "pg"
     if not (pools / f"user{run.LIST_USER}.tsv").exists():
@@ -251,20 +263,27 @@ def main() -> None:
         if args.pgbouncer:
             pgbouncer = pgbouncer_rows(cfg, ours, args.scenarios)
         if args.webhooks:
-            webhooks = webhook_rows(cfg, ours, args.webhooks)
+            webhooks = webhook_rows(cfg, ours, args.webhooks, rounds=args.rounds)
+        # Round-robin over the scenarios (and ours / base): each figure is the median of its
+        # rounds, so a load that changes during the run weighs on every scenario alike.
+        measured: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.rounds):
+            for scenario in args.scenarios:
+                plain = scenario.removesuffix("-key")
+                pool = pools / f"user{run.scenario_user(plain, run.SMALL)}.tsv"
+                once = {
+                    "ours": measure(cfg, ours, scenario, pool, run.PG_DB),
+                    "ceiling": measure(cfg, ceiling, plain, pool, None),
+                }
+                if scenario in run.DB_CEILING_SCENARIOS:
+                    once["db_ceiling"] = measure(cfg, db_ceiling, scenario, pool, run.PG_DB)
+                if base is not None and scenario == plain:
+                    once["base"] = measure(cfg, base, scenario, pool, run.PG_DB)
+                measured.setdefault(scenario, []).append(once)
         for scenario in args.scenarios:
-            plain = scenario.removesuffix("-key")
-            pool = pools / f"user{run.scenario_user(plain, run.SMALL)}.tsv"
-            row = {
-                "scenario": run.LABELS.get(scenario, scenario),
-                "key": scenario,
-                "ours": measure(cfg, ours, scenario, pool, run.PG_DB),
-                "ceiling": measure(cfg, ceiling, plain, pool, None),
-            }
-            if scenario in run.DB_CEILING_SCENARIOS:
-                row["db_ceiling"] = measure(cfg, db_ceiling, scenario, pool, run.PG_DB)
-            if base is not None and scenario == plain:
-                row["base"] = measure(cfg, base, scenario, pool, run.PG_DB)
+            rounds = measured[scenario]
+            row = {"scenario": run.LABELS.get(scenario, scenario), "key": scenario}
+            row.update({name: median_of([r[name] for r in rounds]) for name in rounds[0]})
             own, ceiling_cpu = row["ours"]["server_cpu_ms"], row["ceiling"]["server_cpu_ms"]
             row["ceiling_cpu_over_ours_pct"] = round(100 * ceiling_cpu / own, 1) if own else None
             if "db_ceiling" in row:
@@ -313,6 +332,20 @@ def main() -> None:
     print_scale(scale)
     print_pgbouncer(pgbouncer)
     print_webhooks(webhooks)
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the runs (requests summed); the runs kept beside."""
+    if len(runs) == 1:
+        return runs[0]
+    merged: dict[str, Any] = {
+        name: round(statistics.median(run[name] for run in runs), 3)
+        for name in runs[0]
+        if name != "requests"
+    }
+    merged["requests"] = sum(run["requests"] for run in runs)
+    merged["runs"] = runs
+    return merged
 
 
 def total_cpu(measured: dict[str, Any]) -> float:

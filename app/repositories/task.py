@@ -1,20 +1,17 @@
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Integer,
+    Row,
     Select,
-    Table,
-    Update,
     bindparam,
-    case,
     delete,
     insert,
     literal,
     select,
-    update,
 )
 
 from app.models import ProjectMember, Role, Task, TaskFollower, TaskTag
@@ -26,7 +23,19 @@ from app.repositories.task_list import (
     list_statement,
     visible_projects,
 )
-from app.repositories.task_record import TASK_COLUMNS, TaskRecord, task_record_columns
+from app.repositories.task_record import TaskRecord, task_record_columns
+from app.repositories.task_write import (
+    create_parameters,
+    create_statement,
+    insert_parameters,
+    insert_statement,
+    trash_parameters,
+    trash_statement,
+    update_parameters,
+    update_shape,
+    update_statement,
+    with_defaults,
+)
 from app.schemas.task import TaskListQuery, TaskSort
 
 
@@ -143,11 +152,21 @@ class TaskRepository(Repository[Task]):
     def _dialect_name(self) -> str:
         return self.session.get_bind().dialect.name
 
-    async def create(self, values: dict[str, Any], *, tags: list[str]) -> TaskRecord:
-        """Insert a task and its tags; the record is what was inserted (RETURNING)."""
-        statement = insert(cast(Table, Task.__table__)).values(**values).returning(*TASK_COLUMNS)
-        row = (await self.session.execute(statement)).one()
-        await self._insert_tags(row.id, tags)
+    async def create(
+        self, values: dict[str, Any], *, tags: list[str], followers: set[int]
+    ) -> TaskRecord:
+        """Insert a task, its tags and its followers; the record is what was inserted
+        (RETURNING). PostgreSQL: one statement (task_write.py)."""
+        if self._dialect_name == "postgresql":
+            values = with_defaults(values)
+            parameters = create_parameters(values, tags=tags, followers=followers)
+            created = create_statement(tuple(sorted(values)))
+            row = (await self.session.execute(created, parameters)).one()
+        else:
+            statement = insert_statement(tuple(sorted(values)))
+            row = (await self.session.execute(statement, insert_parameters(values))).one()
+            await self._insert_tags(row.id, tags)
+            await self.follow(row.id, followers)
         return TaskRecord._make((*row, list(tags)))
 
     async def update_for_user(
@@ -166,10 +185,9 @@ class TaskRepository(Repository[Task]):
         writers can neither overwrite each other blindly nor lose an increment. The updated
         row comes back from the same statement (RETURNING), with its tags.
         """
-        statement = self._update_statement(
-            task_id, user_id, changes, now=now, expected_version=expected_version, at_least=at_least
+        row = await self._update(
+            task_id, user_id, changes, now, expected_version, at_least, with_before=False
         )
-        row = (await self.session.execute(statement)).first()
         return None if row is None else TaskRecord._make(row)
 
     async def update_with_before(
@@ -202,52 +220,36 @@ class TaskRepository(Repository[Task]):
                 at_least=at_least,
             )
             return None if after is None else (before, after)
-        old = (
-            select(*task_record_columns(self._dialect_name))
-            .where(Task.id == task_id)
-            .with_for_update(of=Task)
-            .subquery("before")
+        row = await self._update(
+            task_id, user_id, changes, now, expected_version, at_least, with_before=True
         )
-        statement = self._update_statement(
-            task_id, user_id, changes, now=now, expected_version=expected_version, at_least=at_least
-        )
-        task = cast(Table, Task.__table__)
-        statement = statement.where(task.c.id == old.c.id).returning(*old.c)
-        row = (await self.session.execute(statement)).first()
         if row is None:
             return None
         width = len(TaskRecord._fields)
         return TaskRecord._make(row[width:]), TaskRecord._make(row[:width])
 
-    def _update_statement(
+    async def _update(
         self,
         task_id: int,
         user_id: int,
         changes: dict[str, Any],
-        *,
         now: datetime,
         expected_version: int | None,
         at_least: Role,
-    ) -> Update:
-        values: dict[str, Any] = {**changes, "updated_at": now}
-        if "completed" in changes:
-            # completed_at is the server's: set when the task becomes completed (kept if it
-            # already was), cleared when it reopens. Decided inside the UPDATE, race-free.
-            values["completed_at"] = (
-                case((Task.completed.is_(True), Task.completed_at), else_=now)
-                if changes["completed"]
-                else None
-            )
-        task = cast(Table, Task.__table__)  # a Core UPDATE: no ORM bulk-update bookkeeping
-        statement = (
-            update(task)
-            .where(task.c.id == task_id, task_visible_to(user_id, at_least))
-            .values(**values, version=task.c.version + 1)
-            .returning(*task_record_columns(self._dialect_name))
+        *,
+        with_before: bool,
+    ) -> Row[Any] | None:
+        shape = update_shape(
+            self._dialect_name,
+            changes,
+            expected_version=expected_version,
+            at_least=at_least,
+            with_before=with_before,
         )
-        if expected_version is not None:
-            statement = statement.where(task.c.version == expected_version)
-        return statement
+        parameters = update_parameters(
+            task_id, user_id, changes, now=now, expected_version=expected_version
+        )
+        return (await self.session.execute(update_statement(shape), parameters)).first()
 
     async def follow(self, task_id: int, user_ids: set[int]) -> None:
         """Make these users followers of the task (those who already follow stay so)."""
@@ -307,14 +309,9 @@ class TaskRepository(Repository[Task]):
     ) -> TaskRecord | None:
         """Move a live task to the trash; None when no row matched. Its comments, tags,
         followers and history stay, for a restore."""
-        task = cast(Table, Task.__table__)
-        statement = (
-            update(task)
-            .where(task.c.id == task_id, task_visible_to(user_id, at_least))
-            .values(deleted_at=now, deleted_by=user_id)
-            .returning(*task_record_columns(self._dialect_name))
+        statement = trash_statement(
+            self._dialect_name, versioned=expected_version is not None, at_least=at_least
         )
-        if expected_version is not None:
-            statement = statement.where(task.c.version == expected_version)
-        row = (await self.session.execute(statement)).first()
+        parameters = trash_parameters(task_id, user_id, now=now, expected_version=expected_version)
+        row = (await self.session.execute(statement, parameters)).first()
         return None if row is None else TaskRecord._make(row)

@@ -127,58 +127,50 @@ class HistoryService:
         comment: Comment | None = None,
     ) -> None:
         """Append one event of `task` (as it is after the change), in the current transaction."""
-        await self.events.append([self._row(task, kind, actor_id, changes or {}, comment)])
-        await self._publish(task, kind, actor_id=actor_id, changes=changes, comment=comment)
+        await self._write(task, [(kind, changes or {})], actor_id=actor_id, comment=comment)
 
     async def record_update(self, before: TaskRecord, after: TaskRecord, *, actor_id: int) -> None:
-        """The events of one update (`update_events`), in one INSERT."""
+        """The events of one update (`update_events`)."""
         events = update_events(before, after)
-        await self.events.append(
-            [self._row(after, kind, actor_id, changes, None) for kind, changes in events]
-        )
-        for kind, changes in events:
-            await self._publish(after, kind, actor_id=actor_id, changes=changes, comment=None)
+        if events:
+            await self._write(after, events, actor_id=actor_id, comment=None)
 
-    async def _publish(
+    async def _write(
         self,
         task: TaskRecord,
-        kind: TaskEventKind,
+        events: list[tuple[TaskEventKind, Changes]],
         *,
         actor_id: int | None,
-        changes: Changes | None,
         comment: Comment | None,
     ) -> None:
-        """The event for the project's webhooks: the task (or the comment) as the API shows it."""
+        """The events, and each for the project's webhooks, in one round trip (PostgreSQL)."""
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "task_id": task.id,
+                "project_id": task.project_id,
+                "actor_id": actor_id,
+                "kind": kind.value,
+                "changes": changes,
+                "comment_id": None if comment is None else comment.id,
+                "request_id": self.request_id,
+                "created_at": now,
+            }
+            for kind, changes in events
+        ]
+        # The webhooks get the task (or the comment) as the API shows it.
         if comment is None:
             data = {"task": TaskRead.model_validate(task).model_dump(mode="json")}
         else:
             data = {"comment": CommentRead.model_validate(comment).model_dump(mode="json")}
-        await self.outbox.publish(
+        outbox = self.outbox.batch(
             task.project_id,
-            WEBHOOK_EVENT_OF[kind],
+            [(WEBHOOK_EVENT_OF[kind], changes or None) for kind, changes in events],
             actor_id=actor_id,
             data=data,
-            changes=changes if changes else None,
+            now=now,
         )
-
-    def _row(
-        self,
-        task: TaskRecord,
-        kind: TaskEventKind,
-        actor_id: int | None,
-        changes: Changes,
-        comment: Comment | None,
-    ) -> dict[str, object]:
-        return {
-            "task_id": task.id,
-            "project_id": task.project_id,
-            "actor_id": actor_id,
-            "kind": kind.value,
-            "changes": changes,
-            "comment_id": None if comment is None else comment.id,
-            "request_id": self.request_id,
-            "created_at": datetime.now(UTC),
-        }
+        self.outbox.written(await self.events.append(rows, outbox=outbox))
 
     async def list_events(self, task: TaskRecord, page: PageQuery) -> PageResult[TaskEvent]:
         """`task` came from a visible-task read (the access rule)."""

@@ -4,10 +4,10 @@ docs/design/history-and-idempotency.md."""
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from app.core.exceptions import BusinessValidationError, RetryLaterConflictError
-from app.models import IdempotencyKey
-from app.repositories.idempotency import IdempotencyRepository
+from app.repositories.idempotency import IdempotencyRepository, StoredKey
 
 KEY_TTL = timedelta(hours=24)
 RETRY_IN_USE_AFTER_SECONDS = 1
@@ -56,17 +56,15 @@ class IdempotencyService:
         """Hold the key for this request's transaction. Raises `ReplayStoredResponse` when
         the same request was answered before, a 422 for a different request with this key,
         a 409 while another request with it is running."""
-        if not await self.keys.try_lock(user_id, key):
+        locked, row = await self.keys.claim(user_id, key)
+        if not locked:
             raise RetryLaterConflictError(KEY_IN_USE, retry_after=RETRY_IN_USE_AFTER_SECONDS)
-        row = await self.keys.get_for_user(user_id, key)
         if row is None:
             return
         if row.expires_at <= now:  # past its 24 hours, not purged yet: a fresh key
             await self.keys.forget(user_id, key)
             return
-        if row.fingerprint != print_:
-            raise BusinessValidationError(KEY_REUSED)
-        raise ReplayStoredResponse(_stored(row))
+        _answer(row, print_)
 
     async def complete(
         self, user_id: int, key: str, print_: str, response: StoredResponse, *, now: datetime
@@ -74,7 +72,7 @@ class IdempotencyService:
         """Keep the response, in the transaction of the change it reports."""
         if not is_kept(response.status_code):
             return
-        await self.keys.store(
+        stored = await self.keys.store(
             {
                 "user_id": user_id,
                 "key": key,
@@ -88,7 +86,28 @@ class IdempotencyService:
                 "expires_at": now + KEY_TTL,
             }
         )
+        if not stored:
+            # A request with this key committed after `begin` read (PostgreSQL: between its
+            # snapshot and its lock). Raised here, the error rolls this change back, and the
+            # client gets that request's answer: one execution, as if it had waited for it.
+            row = await self.keys.get_for_user(user_id, key)
+            assert row is not None  # the row `store` collided with is committed
+            _answer(row, print_)
+
+    async def answer_if_stored(self, user_id: int, key: str, print_: str) -> None:
+        """After the request failed: if a request with this key committed since `begin` read
+        (the race `complete` handles), its answer is this one's too; else nothing."""
+        row = await self.keys.get_for_user(user_id, key)
+        if row is not None:
+            _answer(row, print_)
 
 
-def _stored(row: IdempotencyKey) -> StoredResponse:
+def _answer(row: StoredKey, print_: str) -> NoReturn:
+    """A stored key's answer to a request: its replay, or a 422 for another request."""
+    if row.fingerprint != print_:
+        raise BusinessValidationError(KEY_REUSED)
+    raise ReplayStoredResponse(_stored(row))
+
+
+def _stored(row: StoredKey) -> StoredResponse:
     return StoredResponse(row.status_code, row.body, row.content_type, row.location, row.etag)

@@ -86,9 +86,8 @@ class TaskService:
             "updated_at": now,
             "version": 1,
         }
-        task = await self.tasks.create(values, tags=data.tags)
-        followers = {user.id} if task.assignee_id is None else {user.id, task.assignee_id}
-        await self.tasks.follow(task.id, followers)
+        followers = {user.id} if data.assignee_id is None else {user.id, data.assignee_id}
+        task = await self.tasks.create(values, tags=data.tags, followers=followers)
         # Same transaction: a task never exists without its notification, nor the reverse.
         await self.notifications.notify(
             task, NotificationKind.TASK_CREATED, f"Task created: {task.title}", actor_id=user.id

@@ -5,7 +5,7 @@ deliveries (one per enabled webhook of the project subscribed to the type) are c
 with the change or not at all, and the delivery job is woken only after that commit.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from pydantic_core import to_json
 from app.core.database import AfterCommit
 from app.models import WebhookEventType
 from app.repositories.webhook import WebhookRepository
+from app.repositories.webhook_outbox import OutboxBatch, OutboxEvent
 
 
 class WebhookOutbox:
@@ -69,6 +70,33 @@ class WebhookOutbox:
         if self.wake_delivery is not None:
             self.uow.after_commit(self.wake_delivery)
         return event_id
+
+    def batch(
+        self,
+        project_id: int,
+        events: Sequence[tuple[WebhookEventType, Mapping[str, Any] | None]],
+        *,
+        actor_id: int | None,
+        data: Mapping[str, Any],
+        now: datetime,
+    ) -> OutboxBatch:
+        """Events of one change (type and changes each, the same `data`), serialised for a
+        repository that writes them with the change (the history's, task_event.py): each
+        reaches the project's enabled webhooks subscribed to its type, in the same statement
+        on PostgreSQL; then `written` with the count of deliveries."""
+        bodies = []
+        for event_type, changes in events:
+            payload: dict[str, Any] = {"project_id": project_id, "actor_id": actor_id, **data}
+            if changes is not None:
+                payload["changes"] = changes
+            body = {"type": event_type.value, "timestamp": now, "data": payload}
+            bodies.append(OutboxEvent(event_type.value, to_json(body).decode()))
+        return OutboxBatch(project_id, tuple(bodies), now)
+
+    def written(self, deliveries: int) -> None:
+        """A batch's deliveries were written: wake the job once they are committed."""
+        if deliveries and self.wake_delivery is not None:
+            self.uow.after_commit(self.wake_delivery)
 
     async def redeliver(self, event_id: int, webhook_id: int) -> int:
         """A new delivery of an event already sent (same body, same `webhook-id`)."""

@@ -132,7 +132,7 @@ async def wait_until_blocked(connection: asyncpg.Connection) -> None:
         await connection.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await connection.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE 'INSERT INTO task %'"
+            "AND query LIKE '%INSERT INTO task %'"
         )
         if waiting:
             return

@@ -597,6 +597,37 @@ class TestTaskAndCommentEvents:
         assert moved["data"]["changes"]["project_id"] == {"from": t.id, "to": other.id}
         assert wakes(app).webhooks == before + 10
 
+    async def test_each_event_of_a_change_reaches_the_webhooks_subscribed_to_it(
+        self, client: AsyncClient, session: AsyncSession, app: FastAPI
+    ) -> None:
+        """One PATCH, two events (completed, updated), three webhooks: each event goes to
+        the enabled webhooks that subscribed to its type, and only to them."""
+        t = await team(client)
+        completions = await create(client, t, events=["task.completed"])
+        updates = await create(client, t, events=["task.updated"])
+        off = await create(client, t, events=["task.completed", "task.updated"])
+        ok(
+            await client.patch(
+                f"{base(t.id)}/{off['id']}", json={"enabled": False}, headers=t.owner.headers
+            )
+        )
+        task = await task_in(client, t.id, t.owner)  # nobody subscribed to task.created
+        assert await events_of(session, t.id) == []
+        before = wakes(app).webhooks
+
+        change = {"completed": True, "priority": "urgent"}
+        ok(await client.patch(f"/tasks/{task['id']}", json=change, headers=t.owner.headers))
+
+        events = {event.type: event.id for event in await events_of(session, t.id)}
+        assert set(events) == {"task.completed", "task.updated"}
+        sent = (
+            await session.execute(select(WebhookDelivery.webhook_id, WebhookDelivery.event_id))
+        ).all()
+        assert sorted(sent) == sorted(
+            [(completions["id"], events["task.completed"]), (updates["id"], events["task.updated"])]
+        )
+        assert wakes(app).webhooks == before + 1
+
     async def test_a_refused_change_is_no_event(
         self, client: AsyncClient, session: AsyncSession
     ) -> None:

@@ -307,10 +307,21 @@ class TestCreate:
             "updated_at": NOW,
         }
 
-        created = await tasks.create(values, tags=["b", "a"])
+        created = await tasks.create(values, tags=["b", "a"], followers={owner.id})
 
         assert created == await tasks.get_for_user(created.id, user_id=owner.id)
         assert created.tags == ["b", "a"]
+        assert await tasks.is_following(created.id, owner.id)
+
+    async def test_without_tags(self, tasks: TaskRepository, owner: User) -> None:
+        inbox = await inbox_of(tasks.session, owner)
+        values = {"owner_id": owner.id, "project_id": inbox, "title": "t"}
+
+        created = await tasks.create(values, tags=[], followers=set())
+
+        assert created == await tasks.get_for_user(created.id, user_id=owner.id)
+        assert created.tags == []
+        assert not await tasks.is_following(created.id, owner.id)
 
 
 class TestListAcrossProjects:
