@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.models import IdempotencyKey, Task
-from app.repositories.idempotency import _lock_id
+from app.repositories.idempotency import IdempotencyRepository, _lock_id
 from app.workers.jobs import JobContext, purge_expired
 from tests.factories import assert_business_422, assert_validation_error, create_task
 from tests.teams import detail, ok, person
@@ -254,3 +254,26 @@ class TestStillRunning:
             "/tasks", json={"title": "busy"}, headers=keyed(auth_headers, "busy")
         )
         assert retry.status_code == 201
+
+
+class TestAtomicity:
+    async def test_a_change_whose_key_cannot_be_kept_is_not_kept_either(
+        self,
+        client: AsyncClient,
+        auth_headers: dict[str, str],
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The key's row and the change commit together: when the row cannot be written,
+        the change is rolled back (else a retry would run it a second time)."""
+
+        async def failing_store(self: IdempotencyRepository, values: dict[str, Any]) -> bool:
+            raise RuntimeError("the key's row could not be written")
+
+        monkeypatch.setattr(IdempotencyRepository, "store", failing_store)
+        response = await client.post(
+            "/tasks", json={"title": "keyless"}, headers=keyed(auth_headers, "k-store")
+        )
+
+        assert response.status_code == 500
+        assert await count_tasks(session, "keyless") == 0
