@@ -64,8 +64,10 @@ def read_tasks(connection: sqlite3.Connection) -> dict[int, FoundTask]:
         "SELECT task_id, name FROM task_tag ORDER BY task_id, position"
     ):
         tags.setdefault(task_id, []).append(name)
+    # A DELETE moves the task to the trash (v2): it is gone for the API, its row stays.
     rows = connection.execute(
         "SELECT id, description, title, priority, completed, version FROM task"
+        " WHERE deleted_at IS NULL"
     )
     return {
         task_id: (
@@ -93,8 +95,10 @@ def check_database(database: Path, ledger: Ledger) -> DatabaseCheck:
         tasks = read_tasks(connection)
         comments = {
             comment_id: (task_id, text)
+            # The comments of a trashed task stay with it, to come back on restore.
             for comment_id, task_id, text in connection.execute(
-                "SELECT id, task_id, text FROM comment"
+                "SELECT comment.id, task_id, text FROM comment"
+                " JOIN task ON task.id = comment.task_id WHERE task.deleted_at IS NULL"
             )
         }
     finally:
