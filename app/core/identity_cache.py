@@ -261,7 +261,8 @@ class IdentityCache:
         mark = self.local.mark(user_id)
         user = await self._get_or_load_shared(session_id, user_id, load)
         if user is not None:
-            self.local.put(session_id, user, mark)
+            # Not the request's instance: its session expires and drops it when it ends.
+            self.local.put(session_id, _snapshot(user), mark)
         return user
 
     async def _get_or_load_shared(
@@ -343,12 +344,20 @@ def _decode(raw: str | None, *, user_id: int, generation: int) -> User | None:
         fields = entry["user"]
         if entry["generation"] != generation or fields["id"] != user_id:
             return None
-        # A detached, read-only snapshot: never added to a session (writes read the row).
-        return User(
-            **{name: fields[name] for name in CACHED_FIELDS},
-            created_at=datetime.fromisoformat(fields["created_at"]),
-            password_hash="",
-        )
+        return _user_of({**fields, "created_at": datetime.fromisoformat(fields["created_at"])})
     except (ValueError, KeyError, TypeError):
         logger.warning("Ignoring a corrupt identity cache entry")
         return None
+
+
+def _snapshot(user: User) -> User:
+    return _user_of({name: getattr(user, name) for name in (*CACHED_FIELDS, "created_at")})
+
+
+def _user_of(fields: dict[str, Any]) -> User:
+    """A detached, read-only snapshot: never added to a session (writes read the row)."""
+    return User(
+        **{name: fields[name] for name in CACHED_FIELDS},
+        created_at=fields["created_at"],
+        password_hash="",
+    )

@@ -4,6 +4,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.identity_cache import (
     IdentityCache,
@@ -13,6 +14,7 @@ from app.core.identity_cache import (
     _entry_key,
 )
 from app.models import User
+from tests import factories
 
 
 def make_user(user_id: int = 7, **fields: object) -> User:
@@ -245,3 +247,25 @@ class TestLocalCopies:
         await cache.local.close()  # the listener stops: nothing would drop the copy now
         assert cache.local.get("orphan-session", 4545) is None
         await cache.backend.close()  # type: ignore[attr-defined]
+
+    async def test_a_copy_outlives_the_session_that_loaded_it(
+        self, redis_url: str, session: AsyncSession
+    ) -> None:
+        """A miss loads the user in the request's session, which expires and drops it when
+        the request ends: the copy kept must not depend on that session."""
+        user = await factories.create_user(session)
+        cache = await live_cache(redis_url)
+        try:
+
+            async def load() -> User:
+                return user
+
+            user_id, username = user.id, user.username
+            await cache.get_or_load("bound-session", user_id, load)
+            session.expire(user)  # the loading request's commit, then its close
+            session.expunge(user)
+            found = await cache.get_or_load("bound-session", user_id, load)
+            assert found is not None
+            assert (found.id, found.username) == (user_id, username)
+        finally:
+            await cache.close()
