@@ -173,7 +173,7 @@ async def counts(url: str) -> dict[str, int]:
             rows = await session.execute(
                 select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
             )
-            return {status: count for status, count in rows.all()}
+            return dict(rows.all())
     finally:
         await engine.dispose()
 
