@@ -12,7 +12,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install dev run migrate test test-sqlite test-postgres lint format typecheck \
-        lock audit ci clean stack stack-down bench bench-quick bench-sqlite-writes bench-web reliability mutation mutation-report \
+        lock audit ci clean stack stack-down bench bench-quick bench-sqlite-writes bench-servers bench-web reliability mutation mutation-report \
         web web-client
 
 help: ## List the targets
@@ -102,6 +102,17 @@ bench-quick: $(RUNTIME_STAMP) ## A short benchmark: PostgreSQL list/get/me (~2 m
 # BENCH_BASE=<checkout> compares with other code in the same run (bench/sqlite_writes.py).
 bench-sqlite-writes: $(RUNTIME_STAMP) ## SQLite under write load, 1 and 2 workers (~7 min)
 	$(BIN)/python bench/sqlite_writes.py $(if $(BENCH_BASE),--base $(BENCH_BASE)) $(BENCH_ARGS)
+
+# gunicorn against granian, each with the ceilings served the same way (bench/servers.py).
+# granian is no dependency of ours: it gets a virtualenv of its own in .bench/granian.
+GRANIAN_VENV := .bench/granian
+$(GRANIAN_VENV)/.installed: requirements.txt bench/requirements-granian.txt
+	python3 -m venv $(GRANIAN_VENV)
+	$(GRANIAN_VENV)/bin/pip install -q -r requirements.txt -r bench/requirements-granian.txt
+	touch $@
+
+bench-servers: $(RUNTIME_STAMP) $(GRANIAN_VENV)/.installed ## gunicorn vs granian, CPU per request (~5 min)
+	$(BIN)/python bench/servers.py --granian-python $(GRANIAN_VENV)/bin/python $(BENCH_ARGS)
 
 # The web app's load time (web/e2e/performance.spec.ts, @bench): 1,000 tasks, the list within
 # 1 s; figures in web/artifacts/performance.json. Needs Node.js and Chromium, like make test.

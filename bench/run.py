@@ -904,8 +904,21 @@ def target_note(row: dict[str, Any]) -> str:
         notes.append(f"≥{db_goal:.0f}% of db {'met' if ok else 'MISSED'}")
     if row["scenario"] in {"list", "get", "post", "patch", "me"}:
         ok = row["ours"]["p99_ms"] < P99_TARGET_MS
-        notes.append(f"p99<50 {'met' if ok else 'MISSED'}")
+        notes.append(f"p99<50 {'met' if ok else 'MISSED'}{reference_p99(row)}")
     return ", ".join(notes)
+
+
+def reference_p99(row: dict[str, Any]) -> str:
+    """The tightest reference's own p99 when it misses the latency target too: on a loaded
+    machine the queue, not our code, then decides the tail."""
+    name, reference = next(
+        ((label, row[key]) for key, label in (("db_ceiling", "db ceiling"), ("ceiling", "ceiling"))
+         if row.get(key)),
+        (None, None),
+    )  # fmt: skip
+    if reference is None or reference["p99_ms"] < P99_TARGET_MS:
+        return ""
+    return f" ({name}'s own p99 {reference['p99_ms']:.0f})"
 
 
 def markdown(report: dict[str, Any], json_path: Path) -> str:
