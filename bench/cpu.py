@@ -114,9 +114,7 @@ def pgbouncer_rows(
     pools = run.WORK / "pools" / "pg"
     rows = []
     with run.pgbouncer_in_front(f"{run.POSTGRES}/{run.PG_DB}") as bouncer:
-        through = run.app_server(
-            "cpu-pg-2w-pgbouncer", bouncer.url, 2, redis=True, transaction_pooling=True
-        ).start()
+        through = run.pooled_app_server("cpu-pg-2w-pgbouncer", bouncer, 2).start()
         for scenario in scenarios:
             pool = pools / f"user{run.scenario_user(scenario, run.SMALL)}.tsv"
             row = {

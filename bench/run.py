@@ -377,14 +377,20 @@ def stop_all() -> None:
         RUNNING.pop().stop()
 
 
-def app_server(
-    name: str, url: str, workers: int, *, redis: bool, transaction_pooling: bool = False
-) -> Server:
+def app_server(name: str, url: str, workers: int, *, redis: bool) -> Server:
     argv = [str(BIN / "task-manager"), "serve", "--port", "{port}", "--workers", str(workers)]
-    env = server_env(url, redis=redis)
-    if transaction_pooling:
-        env["DB_TRANSACTION_POOLING"] = "true"
-    return Server(name, argv, env)
+    return Server(name, argv, server_env(url, redis=redis))
+
+
+def pooled_app_server(name: str, bouncer: Any, workers: int) -> Server:
+    """Ours through `bouncer` (tests/pgbouncer.py's PgBouncer), configured as its version
+    allows: transaction pooling, and asyncpg's statement cache where PgBouncer keeps
+    prepared statements (1.21+)."""
+    server = app_server(name, bouncer.url, workers, redis=True)
+    server.env["DB_TRANSACTION_POOLING"] = "true"
+    if bouncer.keeps_prepared_statements:
+        server.env["DB_POOLER_PREPARED_STATEMENTS"] = "true"
+    return server
 
 
 @contextmanager
@@ -401,7 +407,9 @@ def pgbouncer_in_front(database_url: str) -> Iterator[Any]:
         database_url, WORK / "pgbouncer", pool_size=PGBOUNCER_POOL_SIZE, port=free_port(),
         binary=binary,
     ) as bouncer:  # fmt: skip
-        log(f"pgbouncer is up on {bouncer.url} (pid {bouncer.pid})")
+        kept = "keeps" if bouncer.keeps_prepared_statements else "does not keep"
+        log(f"pgbouncer {binary} is up on {bouncer.url} (pid {bouncer.pid}); it {kept} "
+            "prepared statements")  # fmt: skip
         yield bouncer
 
 
@@ -736,7 +744,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The same server through PgBouncer, each run paired with the direct one.
     with pgbouncer_in_front(pg_url) as bouncer:
         name = "pg-2w-pgbouncer"
-        through = app_server(name, bouncer.url, 2, redis=True, transaction_pooling=True).start()
+        through = pooled_app_server(name, bouncer, 2).start()
         for scenario in ("list", "get", "me") if args.quick else PGBOUNCER_SCENARIOS:
             pool = pools[scenario_user(scenario, SMALL)]
             report["pgbouncer"] += measure(cfg, name, scenario, through, pool, pg, kind="direct")

@@ -61,6 +61,8 @@ LIVE_PASS_IDS = os.environ.get("TEST_LIVE_PASS_IDS")
 # That pass with the server behind PgBouncer in transaction pooling mode (the shipped
 # deploy/pgbouncer.stack.ini.template, DB_TRANSACTION_POOLING=true); migrations go direct.
 THROUGH_PGBOUNCER = os.environ.get("TEST_PGBOUNCER") == "true"
+# Run 4b: PgBouncer 1.21+ keeping prepared statements, the app's statement cache on.
+PGBOUNCER_PREPARED = os.environ.get("TEST_PGBOUNCER_PREPARED") == "true"
 # Server connections of that PgBouncer: fewer than the server's 2 workers x DB_POOL_SIZE, so
 # that clients share them as in production.
 PGBOUNCER_SERVER_CONNECTIONS = 4
@@ -430,6 +432,10 @@ async def live_server(
             )
             env["DATABASE_URL"] = bouncer.url
             env["DB_TRANSACTION_POOLING"] = "true"
+            if PGBOUNCER_PREPARED:  # not a silent fall-back to the other mode
+                assert bouncer.keeps_prepared_statements, "TEST_PGBOUNCER_PREPARED needs 1.21+"
+            if bouncer.keeps_prepared_statements:
+                env["DB_POOLER_PREPARED_STATEMENTS"] = "true"
         # Migrates database_url itself, then serves on env's DATABASE_URL.
         server = await start_server(database_url, workdir, workers=2, env=env)
         yield server

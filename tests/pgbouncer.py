@@ -28,10 +28,38 @@ START_SECONDS = 10.0
 STOP_SECONDS = 10.0
 
 
+# What the template's @PREPARED_STATEMENTS@ becomes on PgBouncer 1.21+: statements kept per
+# server connection, for all its clients (the app's asyncpg cache holds 100 per connection).
+MAX_PREPARED_STATEMENTS = 200
+PREPARED_STATEMENTS_SINCE = (1, 21)
+
+
 def find_pgbouncer() -> str | None:
+    """PGBOUNCER_BINARY (a path) when set, else the one on PATH or Debian's."""
+    chosen = os.environ.get("PGBOUNCER_BINARY")
+    if chosen:
+        return chosen
     return shutil.which("pgbouncer") or next(
         (path for path in ("/usr/sbin/pgbouncer",) if os.access(path, os.X_OK)), None
     )
+
+
+def pgbouncer_version(binary: str) -> tuple[int, int]:
+    """(major, minor) of `pgbouncer --version` ("PgBouncer 1.18.0 ...")."""
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    found = re.search(r"PgBouncer (\d+)\.(\d+)", output.stdout)
+    assert found, f"unexpected `{binary} --version`: {output.stdout!r}"
+    return int(found.group(1)), int(found.group(2))
+
+
+def keeps_prepared_statements(version: tuple[int, int]) -> bool:
+    return version >= PREPARED_STATEMENTS_SINCE
+
+
+def prepared_statements_line(version: tuple[int, int]) -> str:
+    if keeps_prepared_statements(version):
+        return f"max_prepared_statements = {MAX_PREPARED_STATEMENTS}"
+    return "; max_prepared_statements: not in PgBouncer {}.{} (1.21+)".format(*version)
 
 
 def pgbouncer_binary() -> str:
@@ -47,7 +75,13 @@ def pgbouncer_binary() -> str:
 
 
 def render_config(
-    state_dir: Path, *, database_url: str, port: int, pool_size: int, statement_timeout_ms: int
+    state_dir: Path,
+    *,
+    database_url: str,
+    port: int,
+    pool_size: int,
+    statement_timeout_ms: int,
+    version: tuple[int, int],
 ) -> Path:
     """The template made runnable in `state_dir`, for the user and server of `database_url`."""
     url = make_url(database_url)
@@ -63,6 +97,7 @@ def render_config(
         "@AUTH_FILE@": str(auth_file),
         "@POOL_SIZE@": str(pool_size),
         "@MAX_CLIENT_CONN@": "1000",
+        "@PREPARED_STATEMENTS@": prepared_statements_line(version),
     }
     text = TEMPLATE.read_text()
     for placeholder, value in values.items():
@@ -85,6 +120,8 @@ class PgBouncer:
     url: str  # the database URL through it
     pid: int
     log: Path
+    # PgBouncer 1.21+: the app may keep its statement cache (DB_POOLER_PREPARED_STATEMENTS).
+    keeps_prepared_statements: bool
 
 
 @contextmanager
@@ -104,19 +141,22 @@ def running_pgbouncer(
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
+    binary = binary or pgbouncer_binary()
+    version = pgbouncer_version(binary)
     config = render_config(
         state_dir,
         database_url=database_url,
         port=port,
         pool_size=pool_size,
         statement_timeout_ms=statement_timeout_ms,
+        version=version,
     )
     log = state_dir / "pgbouncer.log"
     # PgBouncer refuses to run as root; it drops to nobody after reading its files.
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [binary or pgbouncer_binary(), *user, str(config)],
+            [binary, *user, str(config)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -131,7 +171,12 @@ def running_pgbouncer(
             assert time.monotonic() < deadline, "pgbouncer did not listen in time"
             time.sleep(0.05)
         url = make_url(database_url).set(host=HOST, port=port)
-        yield PgBouncer(url.render_as_string(hide_password=False), process.pid, log)
+        yield PgBouncer(
+            url.render_as_string(hide_password=False),
+            process.pid,
+            log,
+            keeps_prepared_statements=keeps_prepared_statements(version),
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         try:

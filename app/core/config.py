@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # statement kept prepared between round trips, no session settings. A setting, not
     # detected: a client cannot see a pooler's mode (docs/deployment.md).
     DB_TRANSACTION_POOLING: bool = False
+    # With DB_TRANSACTION_POOLING: the pooler keeps prepared statements for its clients
+    # (PgBouncer 1.21+ with max_prepared_statements > 0), so asyncpg's statement cache stays
+    # on and PostgreSQL does not parse and plan every statement again. Off for older poolers.
+    DB_POOLER_PREPARED_STATEMENTS: bool = False
     # Where `task-manager migrate` connects; unset = DATABASE_URL. With a pooler in front,
     # PostgreSQL itself (migrations take locks, run long DDL and outlast pooler timeouts).
     MIGRATION_DATABASE_URL: str | None = None

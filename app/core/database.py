@@ -69,11 +69,12 @@ def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
     # those still break outside a transaction, and pile up on the server connections.
     # PgBouncer refuses startup parameters other than a handful, and they would not follow
     # the client anyway: the statement timeout is the pooler's (connect_query) or the role's.
-    return {
-        "timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
-        "server_settings": server_settings,
-        "statement_cache_size": 0,
-    }
+    pooled = {"timeout": settings.DB_CONNECT_TIMEOUT_SECONDS, "server_settings": server_settings}
+    if settings.DB_POOLER_PREPARED_STATEMENTS:
+        # The pooler prepares a client's named statement on whichever server connection runs
+        # it (PgBouncer's max_prepared_statements): asyncpg's cache is safe again.
+        return pooled
+    return pooled | {"statement_cache_size": 0}
 
 
 # A pooled connection idle for longer than this is pinged before use (see below).

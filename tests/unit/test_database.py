@@ -2,6 +2,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.core.config import Settings, load_settings
 from app.core.database import (
     UnitOfWork,
+    _asyncpg_connect_args,
     create_engine,
     create_read_session_factory,
     create_session_factory,
@@ -397,3 +399,29 @@ class TestIsDatabaseUnavailable:
             await engine.dispose()
         assert "locked" in str(caught.value)
         assert is_database_unavailable(caught.value)
+
+
+class TestPoolerConnectArguments:
+    """What asyncpg is told behind a transaction pooler (app/core/database.py)."""
+
+    URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+    def arguments(self, **settings: Any) -> dict[str, Any]:
+        return _asyncpg_connect_args(
+            load_settings(_env_file=None, DATABASE_URL=self.URL, **settings)
+        )
+
+    def test_directly_the_statement_timeout_is_a_startup_setting(self) -> None:
+        arguments = self.arguments()
+        assert arguments["server_settings"]["statement_timeout"] == "15000"
+        assert "statement_cache_size" not in arguments
+
+    def test_an_old_pooler_gets_no_named_statements(self) -> None:
+        arguments = self.arguments(DB_TRANSACTION_POOLING=True)
+        assert arguments["statement_cache_size"] == 0
+        assert "statement_timeout" not in arguments["server_settings"]
+
+    def test_a_pooler_that_keeps_prepared_statements_keeps_the_cache(self) -> None:
+        arguments = self.arguments(DB_TRANSACTION_POOLING=True, DB_POOLER_PREPARED_STATEMENTS=True)
+        assert "statement_cache_size" not in arguments  # asyncpg's default cache
+        assert "statement_timeout" not in arguments["server_settings"]

@@ -26,6 +26,7 @@ from sqlalchemy import make_url
 from app.cli import cli
 from app.core.config import Settings
 from tests.nginx import check_config, render_config
+from tests.pgbouncer import keeps_prepared_statements, prepared_statements_line
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -184,7 +185,10 @@ def stack_placeholders(function: str) -> set[str]:
 
 
 def pgbouncer_config(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, comment_prefixes=(";",))
+    # allow_no_value: the template's @PREPARED_STATEMENTS@ line becomes a setting or a comment.
+    parser = configparser.ConfigParser(
+        interpolation=None, comment_prefixes=(";",), allow_no_value=True
+    )
     parser.read_string((DEPLOY / name).read_text())
     return parser
 
@@ -211,6 +215,21 @@ class TestPgBouncer:
         template = (DEPLOY / "pgbouncer.stack.ini.template").read_text()
         placeholders = set(re.findall(r"@[A-Z_]+@", template))
         assert stack_placeholders("render_pgbouncer") == placeholders
+
+    def test_compose_keeps_prepared_statements_with_a_pgbouncer_that_can(
+        self, compose: dict[str, Any], services: dict[str, dict[str, Any]]
+    ) -> None:
+        tag = services["pgbouncer"]["image"].rsplit(":", 1)[1]
+        version = tuple(int(part) for part in tag.split(".")[:2])
+        assert keeps_prepared_statements((version[0], version[1]))
+        config = pgbouncer_config("pgbouncer.ini")
+        assert int(config["pgbouncer"]["max_prepared_statements"]) > 0
+        assert compose["x-app-environment"]["DB_POOLER_PREPARED_STATEMENTS"] == "true"
+
+    def test_the_template_keeps_prepared_statements_only_where_pgbouncer_can(self) -> None:
+        assert prepared_statements_line((1, 24)) == "max_prepared_statements = 200"
+        assert prepared_statements_line((1, 21)).startswith("max_prepared_statements = ")
+        assert prepared_statements_line((1, 18)).startswith(";")  # 1.18 refuses the key
 
     def test_compose_and_the_stack_pool_alike(self) -> None:
         compose, stack = (
