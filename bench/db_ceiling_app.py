@@ -161,26 +161,49 @@ async def get_task(task_id: int, user: UserId, response: Response) -> dict[str, 
     return _task(row)
 
 
-@app.post("/tasks", status_code=status.HTTP_201_CREATED, response_model=TaskRead)
-async def create_task(data: TaskCreate, user: UserId, response: Response) -> dict[str, Any]:
+async def insert_task(connection: Any, user: int, data: TaskCreate) -> dict[str, Any]:
+    """The task in the caller's inbox, its tags and the creator's notification: three
+    statements, in the caller's transaction (bench/ladder_app.py runs them in ours)."""
     now = datetime.now(UTC)
     priority = PRIORITY_RANK[data.priority]
+    row = await connection.fetchrow(
+        INSERT_TASK, user, data.title, data.description, priority, data.due_at, now
+    )
+    if row is None:
+        raise HTTPException(404, "Project not found")
+    if data.tags:
+        await connection.execute(INSERT_TAGS, row["id"], data.tags)
+    await connection.execute(
+        INSERT_NOTIFICATION, user, row["id"], row["project_id"], f"Task created: {data.title}", now
+    )
+    return {**dict(row), "priority": data.priority, "tags": data.tags}
+
+
+@app.post("/tasks", status_code=status.HTTP_201_CREATED, response_model=TaskRead)
+async def create_task(data: TaskCreate, user: UserId, response: Response) -> dict[str, Any]:
     async with pool.acquire() as connection, connection.transaction():
-        row = await connection.fetchrow(
-            INSERT_TASK, user, data.title, data.description, priority, data.due_at, now
-        )
-        if row is None:
-            raise HTTPException(404, "Project not found")
-        if data.tags:
-            await connection.execute(INSERT_TAGS, row["id"], data.tags)
-        await connection.execute(
-            INSERT_NOTIFICATION, user, row["id"], row["project_id"], f"Task created: {data.title}",
-            now,
-        )  # fmt: skip
-    task = {**dict(row), "priority": data.priority, "tags": data.tags}
+        task = await insert_task(connection, user, data)
     response.headers["Location"] = f"/tasks/{task['id']}"
     response.headers["ETag"] = f'"{task["version"]}"'
     return task
+
+
+async def update_row(
+    connection: Any, task_id: int, user: int, data: TaskUpdate, if_match: str | None
+) -> dict[str, Any]:
+    """One conditional UPDATE returning the task (a pool or a connection in a transaction)."""
+    changes = {k: v for k, v in data.changes().items() if k in UPDATABLE}
+    if "priority" in changes:
+        changes["priority"] = PRIORITY_RANK[changes["priority"]]
+    sets = ", ".join(UPDATABLE[name].format(n=5 + i) for i, name in enumerate(changes))
+    expected = int(if_match.strip('"')) if if_match else None
+    row = await connection.fetchrow(
+        UPDATE_SQL.format(sets=sets or "title = t.title"),
+        task_id, user, datetime.now(UTC), expected, *changes.values(),
+    )  # fmt: skip
+    if row is None:
+        raise HTTPException(404, "Task not found")
+    return _task(row)
 
 
 @app.patch("/tasks/{task_id}", response_model=TaskRead)
@@ -191,16 +214,6 @@ async def update_task(
     response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    changes = {k: v for k, v in data.changes().items() if k in UPDATABLE}
-    if "priority" in changes:
-        changes["priority"] = PRIORITY_RANK[changes["priority"]]
-    sets = ", ".join(UPDATABLE[name].format(n=5 + i) for i, name in enumerate(changes))
-    expected = int(if_match.strip('"')) if if_match else None
-    row = await pool.fetchrow(
-        UPDATE_SQL.format(sets=sets or "title = t.title"),
-        task_id, user, datetime.now(UTC), expected, *changes.values(),
-    )  # fmt: skip
-    if row is None:
-        raise HTTPException(404, "Task not found")
-    response.headers["ETag"] = f'"{row["version"]}"'
-    return _task(row)
+    task = await update_row(pool, task_id, user, data, if_match)
+    response.headers["ETag"] = f'"{task["version"]}"'
+    return task

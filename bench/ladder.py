@@ -1,6 +1,7 @@
 """The cost ladder: CPU per request from the database ceiling up to ours, one layer a rung.
 
-    python bench/ladder.py [list get me] [--seconds 5] [--rounds 1] [--connections 32]
+    python bench/ladder.py [list get me | post patch] [--seconds 5] [--rounds 1]
+                           [--connections 32]
 
 Run after `make bench-quick` (it reuses its database and token pools, as bench/cpu.py
 does). Every rung is served in turn by gunicorn, two workers, deploy/gunicorn.conf.py (the
@@ -11,6 +12,9 @@ one measured run) and the CPU time of the server's processes and of the benchmar
 database's PostgreSQL backends is divided by the requests served. `--rounds 2` climbs the
 ladder twice, so that the spread between two climbs shows what a step must exceed to be
 more than noise. Writes bench/results/<timestamp>-ladder.json and prints a markdown table.
+
+The reads (list, get, me) and the writes (post, patch) have a ladder each (`ADDS`,
+`WRITE_ADDS`): the write path authenticates, opens its transaction and writes otherwise.
 """
 
 import argparse
@@ -40,13 +44,48 @@ ADDS = {
     "router": "+ our routers and exception handlers (page validated twice)",
     "ours": "ours: every route, the web app's fallback, logging at WARNING",
 }
-# bench/ladder_app.py's rungs, in order (LADDER_RUNG).
-RUNGS = tuple(rung for rung in ADDS if rung not in ("no-database ceiling", "ours"))
+WRITE_ADDS = {
+    "no-database ceiling": ADDS["no-database ceiling"],
+    "db-ceiling": "the database ceiling: task, tags and notification (POST), one conditional "
+    "UPDATE (PATCH); asyncpg, fixed tokens",
+    "middleware": ADDS["middleware"],
+    "auth-write": "+ TokenCodec and the write path's user query (session and user row; "
+    "asyncpg, no cache)",
+    "write-unit-of-work": "+ `CurrentUser` in a `WriteUnitOfWork` (SQLAlchemy's BEGIN / "
+    "COMMIT, AuthService's ORM row); the ceiling's SQL on its connection",
+    "repositories": "our repositories' statements instead: the inbox, the task with tags and "
+    "followers, the audience's notification; the UPDATE with the row before",
+    "history": "+ the history and its webhook outbox, one statement (HistoryService)",
+    "service": "through TaskService (its checks; the same statements)",
+    "router": "+ our router (IdempotentRoute, TaskRead validated twice, Location, ETag) and "
+    "exception handlers",
+    "ours": ADDS["ours"],
+}
+WRITE_SCENARIOS = frozenset({"post", "patch"})
 
 
-def ladder_server(rung: str, url: str) -> run.Server:
+def rungs_of(adds: dict[str, str]) -> tuple[str, ...]:
+    """bench/ladder_app.py's rungs of a ladder, in order (LADDER_RUNG)."""
+    return tuple(rung for rung in adds if rung not in ("no-database ceiling", "ours"))
+
+
+RUNGS = rungs_of(ADDS)
+WRITE_RUNGS = rungs_of(WRITE_ADDS)
+
+
+def ladder_of(scenarios: list[str]) -> dict[str, str]:
+    """The write ladder for writes, the read ladder for reads; never both in one climb."""
+    writes = {scenario in WRITE_SCENARIOS for scenario in scenarios}
+    if len(writes) > 1:
+        raise SystemExit("climb the read ladder (list get me) and the write one (post patch) apart")
+    return WRITE_ADDS if writes == {True} else ADDS
+
+
+def ladder_server(rung: str, url: str, *, writes: bool = False) -> run.Server:
     env = run.server_env(url, redis=True)
     env |= {"LADDER_RUNG": rung, "BENCH_POOL_DIR": str(run.WORK / "pools" / "pg")}
+    if writes:
+        env["LADDER"] = "writes"
     argv = [
         sys.executable, "-m", "gunicorn", "ladder_app:app", "--pythonpath",
         f"{run.BENCH},{run.ROOT}", "--config", str(run.ROOT / "deploy" / "gunicorn.conf.py"),
@@ -58,8 +97,10 @@ def ladder_server(rung: str, url: str) -> run.Server:
 def climb(cfg: run.Settings, scenarios: list[str]) -> list[dict[str, Any]]:
     url = f"{run.POSTGRES}/{run.PG_DB}"
     pools = run.WORK / "pools" / "pg"
+    adds = ladder_of(scenarios)
+    writes = adds is WRITE_ADDS
     servers = [("no-database ceiling", run.ceiling_server(2))]
-    servers += [(rung, ladder_server(rung, url)) for rung in RUNGS]
+    servers += [(rung, ladder_server(rung, url, writes=writes)) for rung in rungs_of(adds)]
     servers.append(("ours", run.app_server("ladder-ours", url, 2, redis=True)))
     rows = []
     for rung, server in servers:
@@ -87,6 +128,7 @@ def table(climbs: list[list[dict[str, Any]]], scenarios: list[str]) -> str:
     head = "| rung | what it is |" + "".join(
         f" {run.LABELS[s]}: server ms | step | PostgreSQL ms |" for s in scenarios
     )
+    adds = ladder_of(scenarios)
     out = [head, "| --- | --- |" + " ---: | ---: | ---: |" * len(scenarios)]
     previous: dict[str, float] = {}
     for index, first in enumerate(climbs[0]):
@@ -99,7 +141,7 @@ def table(climbs: list[list[dict[str, Any]]], scenarios: list[str]) -> str:
             step = "" if scenario not in previous else f"{median - previous[scenario]:+.2f}"
             cells.append(f" {median:.2f}{spread} | {step} | {statistics.median(postgres):.2f} |")
             previous[scenario] = median
-        out.append(f"| {first['rung']} | {ADDS[first['rung']]} |" + "".join(cells))
+        out.append(f"| {first['rung']} | {adds[first['rung']]} |" + "".join(cells))
     return "\n".join(out)
 
 
@@ -110,6 +152,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="climbs of the whole ladder")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
+    ladder_of(args.scenarios)  # refuses reads and writes together before anything starts
     if not (run.WORK / "pools" / "pg" / f"user{run.LIST_USER}.tsv").exists():
         raise SystemExit("run `make bench-quick` first (it writes .bench/pools/pg)")
     cfg = run.Settings(duration=args.seconds, reps=1, warmup=2,

@@ -18,6 +18,22 @@ here), so that bench/ladder.py measures our code, rung by rung, in CPU per reque
 - `router`: our routers and exception handlers (the handler validates the page, then
   `response_model` does).
 
+The write ladder (`LADDER=writes`, POST and PATCH /tasks; bench/ladder.py's `WRITE_ADDS`):
+
+- `db-ceiling`, `middleware`: as above (the ceiling's transaction on its own pool);
+- `auth-write`: + the write path's check without its session: `TokenCodec.decode`, then the
+  session and user row from the database on every request (asyncpg; no identity cache);
+- `write-unit-of-work`: our `CurrentUser` in a `WriteUnitOfWork` (SQLAlchemy's BEGIN and
+  COMMIT, `AuthService` loading the ORM row, the Idempotency-Key header), the ceiling's
+  statements run by asyncpg on that session's connection, in its transaction;
+- `repositories`: our repositories' statements instead (SQLAlchemy's execute): the inbox, the
+  task with its tags and followers, the notification of the task's audience; the UPDATE
+  returning the row before it, and the notification when it completes the task;
+- `history`: + the history rows and their webhook outbox (`HistoryService`, one statement);
+- `service`: the same through `TaskService` (its checks, the same statements);
+- `router`: our routers and exception handlers (`IdempotentRoute`, TaskRead validated by
+  the handler then by `response_model`, Location, ETag, the created-tasks counter).
+
 The top of the ladder is ours (`task-manager serve`): every route, the web app's fallback,
 and our logging configured (LOG_LEVEL=WARNING as in the benchmark); bench/ladder.py runs it
 as the last rung. Below `router`, this module removes the logging that importing app.main
@@ -34,8 +50,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import db_ceiling_app as ceiling
-from fastapi import Depends, FastAPI, HTTPException, Query, Response
-from ladder import RUNGS
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response, status
+from ladder import RUNGS, WRITE_RUNGS
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.exceptions import AuthenticationError
@@ -44,24 +60,39 @@ from app.core.security import TokenType
 from app.dependencies import (
     BearerToken,
     CachedUser,
+    CurrentUser,
     ReadTaskServiceDep,
     ReadUnitOfWork,
+    TaskServiceDep,
+    WriteUnitOfWork,
+    build_history_service,
 )
 from app.exception_handlers import register_exception_handlers
 from app.main import add_middleware_stack, create_app
-from app.models import User
+from app.models import NotificationKind, Role, TaskEventKind, User
 from app.models.task import PRIORITY_BY_RANK
-from app.repositories.task import detail_statement
+from app.repositories.notification import NotificationRepository
+from app.repositories.project import ProjectRepository
+from app.repositories.task import TaskRepository, detail_statement
 from app.repositories.task_list import list_parameters, list_shape, list_statement
 from app.repositories.task_record import TaskRecord
 from app.repositories.task_sort import sort_value
 from app.resources import ResourcesDep
 from app.routers import auth, tasks
-from app.schemas.task import TaskDetail, TaskListQuery, TaskPage
+from app.schemas.task import TaskCreate, TaskDetail, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 from app.schemas.user import UserRead
+from app.services.history import created_changes
 
 RUNG = os.environ.get("LADDER_RUNG", "db-ceiling")
-LEVEL = RUNGS.index(RUNG)
+WRITES = os.environ.get("LADDER") == "writes"
+LEVEL = (WRITE_RUNGS if WRITES else RUNGS).index(RUNG)
+
+
+def reached(rung: str) -> bool:
+    """This rung is `rung` or above it, on this app's ladder."""
+    return (WRITE_RUNGS if WRITES else RUNGS).index(rung) <= LEVEL
+
+
 # bench/ceiling_app.py's user (the no-database /auth/me of the lowest rungs).
 FIXED_USER = {"id": 3, "username": "seed_3", "email": None, "is_active": True}
 CREATED_AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -101,9 +132,11 @@ async def cached_identity(token: BearerToken, shared: ResourcesDep) -> User:
     return user
 
 
-if RUNGS.index("auth-memory") <= LEVEL < RUNGS.index("unit-of-work"):
-    UserDep: Any = Annotated[User, Depends(cached_identity)]
-elif RUNGS.index("unit-of-work") <= LEVEL:
+if WRITES:
+    UserDep: Any = Annotated[int, Depends(ceiling.user_id)]  # the read routes are not served
+elif reached("auth-memory") and not reached("unit-of-work"):
+    UserDep = Annotated[User, Depends(cached_identity)]
+elif reached("unit-of-work"):
     UserDep = CachedUser
 else:
     UserDep = Annotated[int, Depends(ceiling.user_id)]
@@ -159,13 +192,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def build_app() -> FastAPI:
     app = FastAPI(redirect_slashes=False, lifespan=lifespan)
     app.state.resources = resources
-    if RUNGS.index("middleware") <= LEVEL:
+    if reached("middleware"):
         add_middleware_stack(app, settings)
     app.add_api_route("/health", ceiling.health)
-    if RUNGS.index("router") <= LEVEL:
+    if reached("router"):
         register_exception_handlers(app)
         app.include_router(auth.router)
         app.include_router(tasks.router)
+    elif WRITES:
+        add_write_routes(app)
     else:
         add_routes(app)
     return app
@@ -227,6 +262,156 @@ def add_routes(app: FastAPI) -> None:
             return {**task._asdict(), "following": following}
 
 
+async def write_identity(token: BearerToken, shared: ResourcesDep) -> int:
+    """The write path's check without its session: the token, then the session and user row
+    from the database on every request (`AuthService.authenticate(cached=False)`)."""
+    if not token:
+        raise HTTPException(401, "Not authenticated")
+    try:
+        claims = shared.token_codec.decode(token, TokenType.ACCESS)
+    except AuthenticationError as error:
+        raise HTTPException(401, error.detail) from None
+    row = await ceiling.pool.fetchrow(USER_SQL, claims.session_id, claims.user_id)
+    if row is None or not row["is_active"]:
+        raise HTTPException(401, "Session has been revoked or the user no longer exists")
+    return int(row["id"])
+
+
+IfMatchText = Annotated[str | None, Header(alias="If-Match")]
+
+
+def answered(response: Response, task: dict[str, Any], *, created: bool) -> dict[str, Any]:
+    """Ours's headers: ETag, and Location for a create."""
+    if created:
+        response.headers["Location"] = f"/tasks/{task['id']}"
+    response.headers["ETag"] = f'"{task["version"]}"'
+    return task
+
+
+async def create_in_repositories(
+    uow: Any, resources: Any, user_id: int, data: TaskCreate
+) -> TaskRecord:
+    """`TaskService.create_task`'s statements for the benchmark's body (the inbox, no
+    assignee), straight through the repositories; the history from `history` on."""
+    session, now = uow.session, datetime.now(UTC)
+    project_id = await ProjectRepository(session).inbox_id_of(user_id)
+    values = {
+        "owner_id": user_id, "project_id": project_id, "assignee_id": None,
+        "title": data.title, "description": data.description, "priority": data.priority,
+        "due_at": data.due_at, "completed": False, "created_at": now, "updated_at": now,
+        "version": 1,
+    }  # fmt: skip
+    task = await TaskRepository(session).create(values, tags=data.tags, followers={user_id})
+    await NotificationRepository(session).add_for_task_audience(
+        task, kind=NotificationKind.TASK_CREATED, message=f"Task created: {task.title}",
+        actor_id=user_id, now=now,
+    )  # fmt: skip
+    if reached("history"):
+        history = build_history_service(uow, resources)
+        await history.record(
+            task, TaskEventKind.CREATED, actor_id=user_id, changes=created_changes(task)
+        )
+    return task
+
+
+async def update_in_repositories(
+    uow: Any, resources: Any, user_id: int, task_id: int, data: TaskUpdate, if_match: str | None
+) -> TaskRecord:
+    """`TaskService.update_task`'s common case (no move, assignee or tags: the benchmark's
+    body) straight through the repositories; the history from `history` on."""
+    session, now = uow.session, datetime.now(UTC)
+    changes = data.changes()
+    pair = await TaskRepository(session).update_with_before(
+        task_id, user_id=user_id, changes=changes, now=now, at_least=Role.EDITOR,
+        expected_version=int(if_match.strip('"')) if if_match else None,
+    )  # fmt: skip
+    if pair is None:
+        raise HTTPException(404, "Task not found")
+    before, updated = pair
+    if changes.get("completed") and updated.completed_at == now:
+        await NotificationRepository(session).add_for_task_audience(
+            updated, kind=NotificationKind.TASK_COMPLETED,
+            message=f"Task completed: {updated.title}", actor_id=user_id, now=now,
+        )  # fmt: skip
+    if reached("history"):
+        await build_history_service(uow, resources).record_update(before, updated, actor_id=user_id)
+    return updated
+
+
+def add_write_routes(app: FastAPI) -> None:
+    """POST and PATCH /tasks below the router rung (bench/ladder.py's `WRITE_ADDS`)."""
+    created = {"status_code": status.HTTP_201_CREATED, "response_model": TaskRead}
+    if not reached("write-unit-of-work"):
+        user_dep: Any = Annotated[int, Depends(ceiling.user_id)]
+        if reached("auth-write"):
+            user_dep = Annotated[int, Depends(write_identity)]
+
+        @app.post("/tasks", **created)
+        async def create_task(data: TaskCreate, user: user_dep, response: Response) -> Any:
+            return await ceiling.create_task(data, user, response)
+
+        @app.patch("/tasks/{task_id}", response_model=TaskRead)
+        async def update_task(
+            task_id: int, data: TaskUpdate, user: user_dep, response: Response,
+            if_match: IfMatchText = None,
+        ) -> Any:  # fmt: skip
+            return await ceiling.update_task(task_id, data, user, response, if_match)
+
+    elif RUNG == "write-unit-of-work":
+
+        @app.post("/tasks", **created)
+        async def create_task_uow(
+            data: TaskCreate, user: CurrentUser, uow: WriteUnitOfWork, response: Response
+        ) -> Any:
+            task = await ceiling.insert_task(await _driver(uow.session), user.id, data)
+            return answered(response, task, created=True)
+
+        @app.patch("/tasks/{task_id}", response_model=TaskRead)
+        async def update_task_uow(
+            task_id: int, data: TaskUpdate, user: CurrentUser, uow: WriteUnitOfWork,
+            response: Response, if_match: IfMatchText = None,
+        ) -> Any:  # fmt: skip
+            driver = await _driver(uow.session)
+            task = await ceiling.update_row(driver, task_id, user.id, data, if_match)
+            return answered(response, task, created=False)
+
+    elif not reached("service"):  # repositories, history
+
+        @app.post("/tasks", **created)
+        async def create_task_repositories(
+            data: TaskCreate, user: CurrentUser, uow: WriteUnitOfWork, shared: ResourcesDep,
+            response: Response,
+        ) -> Any:  # fmt: skip
+            task = await create_in_repositories(uow, shared, user.id, data)
+            return answered(response, task._asdict(), created=True)
+
+        @app.patch("/tasks/{task_id}", response_model=TaskRead)
+        async def update_task_repositories(
+            task_id: int, data: TaskUpdate, user: CurrentUser, uow: WriteUnitOfWork,
+            shared: ResourcesDep, response: Response, if_match: IfMatchText = None,
+        ) -> Any:  # fmt: skip
+            task = await update_in_repositories(uow, shared, user.id, task_id, data, if_match)
+            return answered(response, task._asdict(), created=False)
+
+    else:  # service
+
+        @app.post("/tasks", **created)
+        async def create_task_service(
+            data: TaskCreate, user: CurrentUser, service: TaskServiceDep, response: Response
+        ) -> Any:
+            task = await service.create_task(user, data)
+            return answered(response, task._asdict(), created=True)
+
+        @app.patch("/tasks/{task_id}", response_model=TaskRead)
+        async def update_task_service(
+            task_id: int, data: TaskUpdate, user: CurrentUser, service: TaskServiceDep,
+            response: Response, if_match: IfMatchText = None,
+        ) -> Any:  # fmt: skip
+            expected = int(if_match.strip('"')) if if_match else None
+            task = await service.update_task(user, task_id, data, if_match=expected)
+            return answered(response, task._asdict(), created=False)
+
+
 def page_of(rows: list[TaskRecord], query: TaskListQuery) -> dict[str, Any]:
     """The service's page and cursor (TaskService.list_tasks), from rows read here."""
     items = rows[: query.limit]
@@ -239,7 +424,7 @@ def page_of(rows: list[TaskRecord], query: TaskListQuery) -> dict[str, Any]:
     return {"items": [r._asdict() for r in items], "next_cursor": cursor}
 
 
-if RUNGS.index("router") > LEVEL:
+if not reached("router"):
     # Importing app.main configured our logging: these rungs log nothing at all.
     logging.getLogger().handlers.clear()
 app = build_app()

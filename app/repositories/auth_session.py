@@ -1,9 +1,26 @@
+import functools
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, Select, String, bindparam, select, update
 
 from app.models import AuthSession, RefreshToken, User
 from app.repositories.base import Repository
+
+
+@functools.cache
+def active_user_statement() -> Select[Any]:
+    """`get_active_user`'s statement, built once with bound `session_id` and `user_id`: every
+    write request runs it, and building it (and its cache key) cost more than binding."""
+    return (
+        select(User)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(
+            AuthSession.id == bindparam("session_id", type_=String()),
+            AuthSession.user_id == bindparam("user_id", type_=Integer()),
+            AuthSession.revoked_at.is_(None),
+        )
+    )
 
 
 class AuthSessionRepository(Repository[AuthSession]):
@@ -14,16 +31,9 @@ class AuthSessionRepository(Repository[AuthSession]):
 
         One round trip per authenticated request: the session and the user together.
         """
-        statement = (
-            select(User)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(
-                AuthSession.id == session_id,
-                AuthSession.user_id == user_id,
-                AuthSession.revoked_at.is_(None),
-            )
-        )
-        return await self.session.scalar(statement)
+        values = {"session_id": session_id, "user_id": user_id}
+        user: User | None = await self.session.scalar(active_user_statement(), values)
+        return user
 
     async def revoke(self, session_id: str, *, at: datetime) -> list[int]:
         """Revoke a live session; returns the id of its user (none when it was not live)."""

@@ -1,10 +1,17 @@
+import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Insert,
+    Integer,
+    String,
+    Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -29,6 +36,41 @@ from app.models import (
 from app.repositories.access import notification_visible_to
 from app.repositories.base import Keyset, Repository
 from app.repositories.task_record import TaskRecord
+
+
+@functools.cache
+def audience_statement() -> Insert:
+    """`add_for_task_audience`'s INSERT ... SELECT, built once with bound values: building
+    its union and subquery (column proxies of every column) was a good part of a write."""
+    task_id, project_id = _bound("p_task_id", Integer()), _bound("p_project_id", Integer())
+    owner_id, actor_id = _bound("p_owner_id", Integer()), _bound("p_actor_id", Integer())
+    own_inbox = (
+        select(Project.id)
+        .where(Project.id == project_id, Project.is_inbox, Project.owner_id == owner_id)
+        .exists()
+    )
+    followers = select(TaskFollower.user_id.label("user_id")).where(
+        TaskFollower.task_id == task_id, TaskFollower.user_id != actor_id, ~own_inbox
+    )
+    creator = select(owner_id.label("user_id")).where(own_inbox)
+    audience = union_all(followers, creator).subquery()
+    source = select(
+        audience.c.user_id,
+        task_id,
+        project_id,
+        actor_id,
+        _bound("p_kind", String()),
+        _bound("p_message", String()),
+        _bound("p_now", Notification.created_at.type),
+    )
+    columns = ["user_id", "task_id", "project_id", "actor_id", "kind", "message", "created_at"]
+    # The table, not the ORM entity: an ORM INSERT would take the values for rows to insert.
+    table = cast(Table, Notification.__table__)
+    return insert(table).from_select(columns, source).returning(table.c.id)
+
+
+def _bound(name: str, type_: Any) -> BindParameter[Any]:
+    return bindparam(name, type_=type_)
 
 
 class NotificationRepository(Repository[Notification]):
@@ -79,30 +121,16 @@ class NotificationRepository(Repository[Notification]):
         Anywhere else: the task's followers except `actor_id` (nobody is told of their own
         action). Returns the ids of the notifications written.
         """
-        own_inbox = (
-            select(Project.id)
-            .where(
-                Project.id == task.project_id, Project.is_inbox, Project.owner_id == task.owner_id
-            )
-            .exists()
-        )
-        followers = select(TaskFollower.user_id.label("user_id")).where(
-            TaskFollower.task_id == task.id, TaskFollower.user_id != actor_id, ~own_inbox
-        )
-        creator = select(literal(task.owner_id).label("user_id")).where(own_inbox)
-        audience = union_all(followers, creator).subquery()
-        source = select(
-            audience.c.user_id,
-            literal(task.id),
-            literal(task.project_id),
-            literal(actor_id),
-            literal(kind.value),
-            literal(message),
-            literal(now, Notification.created_at.type),
-        )
-        columns = ["user_id", "task_id", "project_id", "actor_id", "kind", "message", "created_at"]
-        statement = insert(Notification).from_select(columns, source).returning(Notification.id)
-        return list(await self.session.scalars(statement))
+        values = {
+            "p_task_id": task.id,
+            "p_project_id": task.project_id,
+            "p_owner_id": task.owner_id,
+            "p_actor_id": actor_id,
+            "p_kind": kind.value,
+            "p_message": message,
+            "p_now": now,
+        }
+        return list(await self.session.scalars(audience_statement(), values))
 
     async def add_email_deliveries(self, notification_ids: Sequence[int], *, now: datetime) -> int:
         """Queue an e-mail for each of these notifications whose user has an address."""

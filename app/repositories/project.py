@@ -1,11 +1,14 @@
 """Projects and their members. Every read is scoped by the access rule (access.py)."""
 
+import functools
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    Integer,
     Select,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -24,6 +27,15 @@ from app.repositories.access import role_in
 from app.repositories.base import Keyset
 
 INBOX_NAME = "Inbox"
+
+
+@functools.cache
+def inbox_statement() -> Select[Any]:
+    """`inbox_id_of`'s statement (every create in the inbox), built once, `user_id` bound."""
+    owner_id = bindparam("user_id", type_=Integer())
+    return select(Project.id).where(Project.owner_id == owner_id, Project.is_inbox)
+
+
 NAME_TAKEN = "You already own a project with this name"
 
 
@@ -79,8 +91,8 @@ class ProjectRepository:
         return None if row is None else ProjectRecord._make(row)
 
     async def inbox_id_of(self, user_id: int) -> int | None:
-        statement = select(Project.id).where(Project.owner_id == user_id, Project.is_inbox)
-        return await self.session.scalar(statement)
+        found: int | None = await self.session.scalar(inbox_statement(), {"user_id": user_id})
+        return found
 
     async def role_of(self, project_id: int, user_id: int) -> Role | None:
         return await self.session.scalar(role_in(project_id, user_id))
