@@ -9,11 +9,13 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import AdaptedConnection, Connection
@@ -129,6 +131,12 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
         timeout_seconds=busy_timeout_ms / 1000, lock_file=_write_lock_file(engine.url.database)
     )
 
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        # The dialect's own connection, on an aiosqlite connection whose cursors each make
+        # one trip to the connection's thread per statement.
+        return dialect.dbapi.connect(*cargs, async_creator_fn=_one_trip_connection, **cparams)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy (pysqlite's own BEGIN handling is broken
@@ -183,6 +191,103 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
         event.listen(engine.sync_engine.pool, dropped, writers.hand_on_dropped)
 
     return engine
+
+
+def _one_trip_connection(database: str, **kwargs: Any) -> "_OneTripConnection":
+    connection = _OneTripConnection(partial(sqlite3.connect, database, **kwargs), 64)
+    connection._thread.daemon = True  # as the dialect's own: never hold up the exit
+    return connection  # awaiting it starts its thread and connects
+
+
+class _OneTripConnection(aiosqlite.Connection):
+    """aiosqlite, with cursors that run a statement in one trip to the connection's thread."""
+
+    def cursor(self) -> "_OneTripCursor":  # type: ignore[override]
+        return _OneTripCursor(self)
+
+    async def run(self, function: Callable[..., "_Outcome"], *args: Any) -> "_Outcome":
+        """`function(sqlite3_connection, *args)` in the connection's thread."""
+        outcome: _Outcome = await self._execute(function, self._conn, *args)  # type: ignore[no-untyped-call]
+        return outcome
+
+
+class _OneTripCursor:
+    """What SQLAlchemy's adapter asks of an aiosqlite cursor, in one trip per statement.
+
+    aiosqlite makes a trip to the connection's thread (a queue there, a wake-up of the event
+    loop back) to open a cursor, another to execute, another to fetch and another to close:
+    a good part of a write's CPU, spent while the write holds the write turn. Here execute
+    runs the statement, fetches every row and closes the cursor in one (SQLAlchemy's
+    adapter fetches every row at once anyway); the rest answers from what it brought back.
+    """
+
+    arraysize = 1
+
+    def __init__(self, connection: _OneTripConnection) -> None:
+        self._connection = connection
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self._rows: list[Any] = []
+
+    async def __aenter__(self) -> "_OneTripCursor":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def execute(self, sql: str, parameters: Any = ()) -> "_OneTripCursor":
+        outcome = await self._connection.run(_run, sql, parameters)
+        self.description, self.rowcount, self.lastrowid, self._rows = outcome
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> "_OneTripCursor":
+        outcome = await self._connection.run(_run_many, sql, parameters)
+        self.description, self.rowcount, self.lastrowid, self._rows = outcome
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+_Outcome = tuple[Any, int, int | None, list[Any]]
+
+
+def _run(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
+    """In the connection's thread: the statement, its rows, and what the cursor knew."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+        return _outcome(cursor)
+    finally:
+        cursor.close()
+
+
+def _run_many(connection: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> _Outcome:
+    cursor = connection.cursor()
+    try:
+        cursor.executemany(sql, parameters)
+        return _outcome(cursor)
+    finally:
+        cursor.close()
+
+
+def _outcome(cursor: sqlite3.Cursor) -> _Outcome:
+    rows = cursor.fetchall() if cursor.description else []
+    # rowcount and lastrowid are final once every row is fetched (RETURNING).
+    return cursor.description, cursor.rowcount, cursor.lastrowid, rows
 
 
 def _begin(connection: Connection, driver: AdaptedConnection | None, mode: str) -> None:
