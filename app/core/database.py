@@ -200,50 +200,15 @@ def _one_trip_connection(database: str, **kwargs: Any) -> "_OneTripConnection":
 
 
 class _OneTripConnection(aiosqlite.Connection):
-    """aiosqlite, with cursors that run a statement in one trip to the connection's thread,
-    and a BEGIN that goes with the transaction's first statement."""
-
-    _begin_statement: str | None = None
+    """aiosqlite, with cursors that run a statement in one trip to the connection's thread."""
 
     def cursor(self) -> "_OneTripCursor":  # type: ignore[override]
         return _OneTripCursor(self)
 
-    def begin_with_next_statement(self, begin: str) -> None:
-        self._begin_statement = begin
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._begin_statement is not None or super().in_transaction
-
-    async def commit(self) -> None:
-        if self._begin_statement is not None:  # no statement ran: nothing began
-            self._begin_statement = None
-            return
-        await super().commit()
-
-    async def rollback(self) -> None:
-        if self._begin_statement is not None:
-            self._begin_statement = None
-            return
-        await super().rollback()
-
     async def run(self, function: Callable[..., "_Outcome"], *args: Any) -> "_Outcome":
-        """`function(sqlite3_connection, *args)` in the connection's thread, after the
-        pending BEGIN (whose failure, "database is locked", stops the statement)."""
-        begin, self._begin_statement = self._begin_statement, None
-        outcome: _Outcome = await self._execute(_after_begin, begin, function, self._conn, *args)  # type: ignore[no-untyped-call]
+        """`function(sqlite3_connection, *args)` in the connection's thread."""
+        outcome: _Outcome = await self._execute(function, self._conn, *args)  # type: ignore[no-untyped-call]
         return outcome
-
-
-def _after_begin(
-    begin: str | None,
-    function: Callable[..., "_Outcome"],
-    connection: sqlite3.Connection,
-    *args: Any,
-) -> "_Outcome":
-    if begin is not None:
-        connection.execute(begin).close()
-    return function(connection, *args)
 
 
 class _OneTripCursor:
@@ -326,14 +291,11 @@ def _outcome(cursor: sqlite3.Cursor) -> _Outcome:
 
 
 def _begin(connection: Connection, driver: AdaptedConnection | None, mode: str) -> None:
-    """BEGIN without a trip of its own to the connection's thread: it goes with the
-    transaction's first statement (a SQLAlchemy statement of its own makes four trips)."""
+    """BEGIN in one round trip to the connection's thread (a SQLAlchemy statement makes
+    three: open a cursor, execute, close it), a good part of a short write transaction."""
     statement = f"BEGIN {mode}"
     if driver is None:
         connection.exec_driver_sql(statement)
-        return
-    if isinstance(driver.driver_connection, _OneTripConnection):
-        driver.driver_connection.begin_with_next_statement(statement)
         return
     try:
         driver.run_async(lambda driver_connection: driver_connection.execute(statement))

@@ -7,18 +7,17 @@ rowcount, lastrowid, errors. These tests run on a SQLite file of their own, what
 database the suite runs on.
 """
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import load_settings
-from app.core.database import create_engine, create_session_factory, unit_of_work
+from app.core.database import create_engine
 
 
 @pytest.fixture
@@ -68,53 +67,6 @@ class TestOneTripPerStatement:
             trips = await count_trips(connection)
             await connection.execute(text("INSERT INTO item (name) VALUES ('a')"))
             assert trips.count == 1
-
-
-class TestBeginGoesWithTheFirstStatement:
-    async def test_begin_and_the_first_statement_take_one_trip(self, engine: AsyncEngine) -> None:
-        async with engine.connect() as connection:
-            trips = await count_trips(connection)
-            await connection.execute(text("INSERT INTO item (name) VALUES ('a')"))
-            assert trips.count == 1
-            assert connection.in_transaction()
-            await connection.rollback()
-        async with engine.connect() as connection:
-            assert (await connection.execute(text("SELECT count(*) FROM item"))).scalar() == 0
-
-    async def test_a_transaction_without_statements_ends_quietly(self, engine: AsyncEngine) -> None:
-        async with engine.connect() as connection:
-            await connection.begin()
-            await connection.commit()
-            await connection.begin()
-            await connection.rollback()
-            await connection.execute(text("INSERT INTO item (name) VALUES ('a')"))
-            await connection.commit()
-        async with engine.connect() as connection:
-            assert (await connection.execute(text("SELECT count(*) FROM item"))).scalar() == 1
-
-    async def test_a_statement_whose_begin_failed_does_not_run(self, tmp_path: Path) -> None:
-        # A tool holds the write lock past the busy timeout: BEGIN IMMEDIATE fails ("database
-        # is locked"), and the INSERT must not run on its own (it would commit by itself).
-        path = tmp_path / "locked.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        engine = create_engine(
-            load_settings(_env_file=None, DATABASE_URL=url, SQLITE_BUSY_TIMEOUT_MS=50)
-        )
-        tool = sqlite3.connect(path, isolation_level=None)
-        try:
-            tool.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)")
-            tool.execute("BEGIN IMMEDIATE")
-            with pytest.raises(OperationalError, match="database is locked"):
-                async with unit_of_work(create_session_factory(engine)) as session:
-                    await session.execute(text("INSERT INTO item (name) VALUES ('refused')"))
-            tool.execute("COMMIT")
-            async with unit_of_work(create_session_factory(engine)) as session:
-                await session.execute(text("INSERT INTO item (name) VALUES ('next')"))
-            names = [row[0] for row in tool.execute("SELECT name FROM item")]
-        finally:
-            tool.close()
-            await engine.dispose()
-        assert names == ["next"]
 
 
 class TestTheCursorStillAnswers:
