@@ -340,11 +340,13 @@ class _FileTurn:
         self._wanted = False
         self._held = False
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, after_others: bool = False) -> None:
+        """The lock; `after_others`: wait in the thread even if it looks free, so that a
+        process the kernel just woke takes it first (this one has just let go of it)."""
         with self._guard:
             self._wanted = True
             if self._waiting is None:
-                if self._try_lock():
+                if not after_others and self._try_lock():
                     return
                 self._waiting = concurrent.futures.Future()
                 threading.Thread(
@@ -389,39 +391,68 @@ class _FileTurn:
         waiting.set_result(None)
 
 
+# Write transactions a process runs in a row, its writers queued, before it lets go of the
+# lock file (another process may be waiting for it): a hand-over between processes costs
+# more than one within a process (a thread to wake, the other event loop to come round).
+MAX_STREAK = 4
+
+
 @dataclass(eq=False)
 class _Turn:
     """The write turn of one event loop: an asyncio lock (first come, first served: a
     newcomer never takes the lock while others wait), the connection that holds it and,
-    for a database file, the turn between processes that the holder takes next."""
+    for a database file, the turn between processes that the holder takes next. The lock
+    file passes from holder to holder of the loop while writers wait, MAX_STREAK at most."""
 
     loop: asyncio.AbstractEventLoop
     file: _FileTurn | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     holder: object | None = None
+    waiting: int = 0  # writers of this loop waiting for `lock`
+    streak: int = 0  # transactions since this loop took the lock file
+    yielded: bool = False  # it let go of the lock file at the end of a streak
 
     async def take(self) -> None:
-        await self.lock.acquire()
+        self.waiting += 1
+        try:
+            await self.lock.acquire()
+        except BaseException:
+            self.waiting -= 1
+            self._let_go_if_idle()  # it may have been handed a turn it no longer wants
+            raise
+        self.waiting -= 1
         if self.file is None:
             return
+        after_others, self.yielded = self.yielded, False
         try:
-            await self.file.acquire()
+            await self.file.acquire(after_others=after_others)
         except BaseException:
             self.lock.release()
+            self._let_go_if_idle()
             raise
 
     def release(self) -> None:
         self.holder = None
-        if self.file is not None:
-            self.file.release()
         try:
             here = asyncio.get_running_loop()
         except RuntimeError:
             here = None
+        if self.file is not None:
+            self.streak += 1
+            keep = here is self.loop and self.waiting > 0 and self.streak < MAX_STREAK
+            if not keep:
+                self.yielded = self.streak >= MAX_STREAK and self.waiting > 0
+                self.streak = 0
+                self.file.release()
         if here is self.loop:
             self.lock.release()
         elif not self.loop.is_closed():  # a connection garbage-collected in another thread
             self.loop.call_soon_threadsafe(self.lock.release)
+
+    def _let_go_if_idle(self) -> None:
+        if self.file is not None and self.waiting == 0 and not self.lock.locked():
+            self.streak = 0
+            self.file.release()
 
 
 class SQLiteWriteQueue:
