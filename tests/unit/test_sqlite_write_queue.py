@@ -11,6 +11,7 @@ runs on; they assert orders and outcomes, never durations.
 import asyncio
 import contextvars
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import load_settings
 from app.core.database import (
+    MAX_STREAK,
     create_engine,
     create_read_session_factory,
     create_session_factory,
@@ -301,6 +303,20 @@ with open(database + "-writelock", "a") as lock_file:
     db.execute("COMMIT")
     db.close()
 """
+# Another process's writer that queues for the lock file: says "queueing", waits for the
+# lock, writes `name`, and exits (which lets go of the lock).
+QUEUEING_PROCESS = """
+import fcntl, sqlite3, sys
+database, name = sys.argv[1], sys.argv[2]
+with open(database + "-writelock", "a") as lock_file:
+    print("queueing", flush=True)
+    fcntl.flock(lock_file, fcntl.LOCK_EX)
+    db = sqlite3.connect(database, isolation_level=None, timeout=60)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO entry (name) VALUES (?)", (name,))
+    db.execute("COMMIT")
+    db.close()
+"""
 # Another process that only looks: is the lock file taken?
 LOCK_FILE_PROBE = """
 import fcntl, sys
@@ -347,7 +363,47 @@ async def lock_file_state(engine: AsyncEngine) -> str:
     return out.decode().strip()
 
 
+def wait_until_blocked_on_a_file_lock(pid: int) -> None:
+    """Until process `pid` waits for an flock (Linux: its "->" line in /proc/locks)."""
+    deadline = time.monotonic() + OTHER_PROCESS_TIMEOUT_SECONDS  # a bound, not a speed check
+    while time.monotonic() < deadline:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if fields[1:5] == ["->", "FLOCK", "ADVISORY", "WRITE"] and fields[5] == str(pid):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never waited for the lock file")
+
+
 class TestOtherProcesses:
+    async def test_a_process_keeps_the_lock_file_for_a_streak_then_lets_others_in(
+        self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        # A hand-over between processes costs more than one within a process: the lock file
+        # passes from writer to writer of the process while they queue, MAX_STREAK
+        # transactions at most; then a process waiting for it goes first.
+        assert MAX_STREAK == 4
+        arrivals = Arrivals(engine)
+        holder = Holder(factory)
+        await holder.holding.wait()
+        names = [f"writer_{n}" for n in range(6)]
+        writers = [as_writer(name, lambda name=name: write_entry(factory, name)) for name in names]
+        await arrivals.wait_for(1 + len(names))
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", QUEUEING_PROCESS, str(engine.url.database), "other process",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert other.stdout is not None
+        assert await other.stdout.readline() == b"queueing\n"
+        await asyncio.to_thread(wait_until_blocked_on_a_file_lock, other.pid)
+
+        holder.finish.set()
+        await asyncio.gather(holder.task, *writers)
+        await asyncio.wait_for(other.wait(), OTHER_PROCESS_TIMEOUT_SECONDS)
+
+        queued = arrivals.names[1:]
+        assert await entries(factory) == ["holder", *queued[:3], "other process", *queued[3:]]
+
     async def test_a_writer_holds_the_lock_file_for_its_transaction(
         self, factory: async_sessionmaker[AsyncSession], engine: AsyncEngine
     ) -> None:
