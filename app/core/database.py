@@ -123,8 +123,9 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
     so it holds the write lock from its first statement. A deferred transaction that reads
     and then writes cannot wait for the lock (SQLite would deadlock) and fails at once with
     "database is locked"; taking the lock first makes writers queue instead. Within the
-    process they queue in arrival order (`SQLiteWriteQueue`); between processes (several
-    workers, the CLI) the busy timeout makes a writer wait for the lock instead of failing.
+    process they queue in arrival order (`SQLiteWriteQueue`); processes (several workers,
+    the CLI) take turns through a lock file beside the database; the busy timeout makes a
+    writer wait for code that takes no turn (the sqlite3 shell) instead of failing.
     """
     engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
     writers = SQLiteWriteQueue(
@@ -291,8 +292,8 @@ def _outcome(cursor: sqlite3.Cursor) -> _Outcome:
 
 
 def _begin(connection: Connection, driver: AdaptedConnection | None, mode: str) -> None:
-    """BEGIN in one round trip to the connection's thread (a SQLAlchemy statement makes
-    three: open a cursor, execute, close it), a good part of a short write transaction."""
+    """BEGIN in one trip to the connection's thread, from the synchronous `begin` hook
+    (SQLAlchemy's statement path would compile it and go through a cursor first)."""
     statement = f"BEGIN {mode}"
     if driver is None:
         connection.exec_driver_sql(statement)
