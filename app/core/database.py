@@ -1,12 +1,8 @@
 """Engine and session factory, and the unit of work: one transaction, committed in one place."""
 
 import asyncio
-import concurrent.futures
-import fcntl
 import logging
-import os
 import sqlite3
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -124,14 +120,11 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int) -> AsyncEngine:
     so it holds the write lock from its first statement. A deferred transaction that reads
     and then writes cannot wait for the lock (SQLite would deadlock) and fails at once with
     "database is locked"; taking the lock first makes writers queue instead. Within the
-    process they queue in arrival order (`SQLiteWriteQueue`); processes (several workers,
-    the CLI) take turns through a lock file beside the database; the busy timeout makes a
-    writer wait for code that takes no turn (the sqlite3 shell) instead of failing.
+    process they queue in arrival order (`SQLiteWriteQueue`); between processes (several
+    workers, the CLI) the busy timeout makes a writer wait for the lock instead of failing.
     """
     engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
-    writers = SQLiteWriteQueue(
-        timeout_seconds=busy_timeout_ms / 1000, lock_file=_write_lock_file(engine.url.database)
-    )
+    writers = SQLiteWriteQueue(timeout_seconds=busy_timeout_ms / 1000)
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
@@ -313,125 +306,14 @@ def _adapted_connection(connection: Connection) -> AdaptedConnection | None:
     return driver if isinstance(driver, AdaptedConnection) else None
 
 
-def _write_lock_file(database: str | None) -> str | None:
-    """The file beside the database whose lock is the write turn between processes (none
-    for an in-memory database, which no other process can open)."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return f"{database}-writelock"
-
-
-class _FileTurn:
-    """The write turn between processes: an exclusive `flock` on a file beside the database.
-
-    Only the holder of its event loop's turn asks for it, so at most one waiter per
-    `_FileTurn`. A free lock is taken at once; a taken one is waited for in a daemon thread,
-    which the kernel wakes when the other process unlocks (SQLite's busy handler sleeps up to
-    100 ms between tries instead, while the other process hands its lock from writer to
-    writer). A waiter that gives up (cancelled, timed out) leaves the thread behind; the lock
-    it then gets is released at once unless a newer waiter of the same loop wants it.
-    The descriptor is opened by the first writer of an event loop, so never inherited by a
-    forked worker (a shared open file would share the lock).
-    """
-
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        weakref.finalize(self, os.close, self._fd)
-        self._guard = threading.Lock()  # the waiting thread and the event loop share the state
-        self._waiting: concurrent.futures.Future[None] | None = None
-        self._wanted = False
-        self._held = False
-
-    async def acquire(self, *, after_others: bool = False) -> None:
-        """The lock; `after_others`: wait in the thread even if it looks free, so that a
-        process the kernel just woke takes it first (this one has just let go of it)."""
-        with self._guard:
-            self._wanted = True
-            if self._waiting is None:
-                if not after_others and self._try_lock():
-                    return
-                self._waiting = concurrent.futures.Future()
-                threading.Thread(
-                    target=self._wait, args=(self._waiting,), name="sqlite-write-turn", daemon=True
-                ).start()
-            waiting = self._waiting
-        try:
-            await asyncio.shield(asyncio.wrap_future(waiting))
-        except BaseException:
-            self.release()
-            raise
-
-    def release(self) -> None:
-        with self._guard:
-            self._wanted = False
-            if self._held:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                self._held = False
-
-    def _try_lock(self) -> bool:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        self._held = True
-        return True
-
-    def _wait(self, waiting: "concurrent.futures.Future[None]") -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException as error:
-            with self._guard:
-                self._waiting = None
-            waiting.set_exception(error)
-            return
-        with self._guard:
-            self._waiting = None
-            self._held = True
-            if not self._wanted:  # its waiter gave up meanwhile
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                self._held = False
-        waiting.set_result(None)
-
-
-# Write transactions a process runs in a row, its writers queued, before it lets go of the
-# lock file (another process may be waiting for it): a hand-over between processes costs
-# more than one within a process (a thread to wake, the other event loop to come round).
-MAX_STREAK = 4
-
-
 @dataclass(eq=False)
 class _Turn:
     """The write turn of one event loop: an asyncio lock (first come, first served: a
-    newcomer never takes the lock while others wait), the connection that holds it and,
-    for a database file, the turn between processes that the holder takes next. The lock
-    file passes from holder to holder of the loop while writers wait, MAX_STREAK at most."""
+    newcomer never takes the lock while others wait) and the connection that holds it."""
 
     loop: asyncio.AbstractEventLoop
-    file: _FileTurn | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     holder: object | None = None
-    waiting: int = 0  # writers of this loop waiting for `lock`
-    streak: int = 0  # transactions since this loop took the lock file
-    yielded: bool = False  # it let go of the lock file at the end of a streak
-
-    async def take(self) -> None:
-        self.waiting += 1
-        try:
-            await self.lock.acquire()
-        except BaseException:
-            self.waiting -= 1
-            self._let_go_if_idle()  # it may have been handed a turn it no longer wants
-            raise
-        self.waiting -= 1
-        if self.file is None:
-            return
-        after_others, self.yielded = self.yielded, False
-        try:
-            await self.file.acquire(after_others=after_others)
-        except BaseException:
-            self.lock.release()
-            self._let_go_if_idle()
-            raise
 
     def release(self) -> None:
         self.holder = None
@@ -439,22 +321,10 @@ class _Turn:
             here = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        if self.file is not None:
-            self.streak += 1
-            keep = here is self.loop and self.waiting > 0 and self.streak < MAX_STREAK
-            if not keep:
-                self.yielded = self.streak >= MAX_STREAK and self.waiting > 0
-                self.streak = 0
-                self.file.release()
         if here is self.loop:
             self.lock.release()
         elif not self.loop.is_closed():  # a connection garbage-collected in another thread
             self.loop.call_soon_threadsafe(self.lock.release)
-
-    def _let_go_if_idle(self) -> None:
-        if self.file is not None and self.waiting == 0 and not self.lock.locked():
-            self.streak = 0
-            self.file.release()
 
 
 class SQLiteWriteQueue:
@@ -465,19 +335,15 @@ class SQLiteWriteQueue:
     average, long waits for some. Here a writer waits for its turn before BEGIN IMMEDIATE and
     hands it on when its connection goes back to the pool (a session gives it back right
     after COMMIT or ROLLBACK), begins its next transaction, or is dropped: SQLite then finds
-    the write lock free. (Core code that keeps a connection open after its COMMIT keeps the
-    turn until then.) The holder of a process's turn then takes the turn between processes,
-    a lock file beside the database (`_FileTurn`), so that several workers hand the write
-    lock on as soon as it is free; the busy timeout is left to code that takes no file lock
-    (the sqlite3 shell, other tools). A writer waits for its turns at most as long as the
-    busy timeout, then fails as SQLite would ("database is locked", a 503). Turns are per
-    event loop: an asyncio lock belongs to one loop, and tests run several over the life
-    of one engine.
+    the write lock free, and the busy timeout is left to the writers of other processes.
+    (Core code that keeps a connection open after its COMMIT keeps the turn until then.)
+    A writer waits for its turn at most as long as the busy timeout, then fails as SQLite
+    would ("database is locked", a 503). Turns are per event loop: an asyncio
+    lock belongs to one loop, and tests run several over the life of one engine.
     """
 
-    def __init__(self, *, timeout_seconds: float, lock_file: str | None = None) -> None:
+    def __init__(self, *, timeout_seconds: float) -> None:
         self._timeout_seconds = timeout_seconds
-        self._lock_file = lock_file
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = (
             weakref.WeakKeyDictionary()
         )
@@ -489,14 +355,13 @@ class SQLiteWriteQueue:
         loop = asyncio.get_running_loop()
         turn = self._turns.get(loop)
         if turn is None:
-            file = None if self._lock_file is None else _FileTurn(self._lock_file)
-            turn = self._turns[loop] = _Turn(loop, file)
+            turn = self._turns[loop] = _Turn(loop)
         driver.run_async(lambda _driver_connection: self._take(turn, driver))
 
     async def _take(self, turn: _Turn, driver: AdaptedConnection) -> None:
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                await turn.take()
+                await turn.lock.acquire()
         except TimeoutError:
             raise _database_is_locked() from None
         turn.holder = driver  # no await since the acquire: nothing can cancel in between

@@ -437,6 +437,8 @@ async def metrics_server(scratch_database_url: str, tmp_path: Path) -> AsyncIter
     assert "Traceback" not in output, output
 
 
+# Real servers whose subject is the metrics directory, not the database: once, on SQLite.
+@pytest.mark.database_agnostic
 class TestSeveralWorkers:
     async def test_counts_add_up_across_workers(self, metrics_server: ServerProcess) -> None:
         answered = await spread_requests(metrics_server, REQUESTS)
@@ -481,6 +483,7 @@ class TestSeveralWorkers:
             assert result.requests("GET", COUNTED_ROUTE, 200) == REQUESTS, pid
 
 
+@pytest.mark.database_agnostic
 async def test_a_given_directory_is_emptied_at_start(
     scratch_database_url: str, tmp_path: Path
 ) -> None:

@@ -27,6 +27,10 @@ from tests.conftest import resources, use_password_hasher
 from tests.integration.test_metrics import Scrape
 from tests.server import REQUEST_TIMEOUT_SECONDS, start_server, stop_checked
 
+# Who may read /metrics and /health/detailed: the subject is the network, not the
+# database, so the real servers run once (the SQLite pass).
+pytestmark = pytest.mark.database_agnostic
+
 PUBLIC = "203.0.113.7"  # TEST-NET-3: an address on the internet
 INTERNAL = ("127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.20", "::1", "fd00::5")
 # Every spelling the app routes to the two handlers (uvicorn decodes %2F into the path, and

@@ -10,8 +10,6 @@ runs on; they assert orders and outcomes, never durations.
 
 import asyncio
 import contextvars
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import load_settings
 from app.core.database import (
-    MAX_STREAK,
     create_engine,
     create_read_session_factory,
     create_session_factory,
@@ -287,195 +284,12 @@ class TestNoDeadlock:
         assert is_database_unavailable(caught.value)
 
 
-# Another process's writer: takes the lock file (or not), says "ready", waits for a line,
-# then writes `name` in a transaction of its own and lets go of the lock.
-OTHER_PROCESS = """
-import fcntl, sqlite3, sys
-database, name, take_the_lock_file = sys.argv[1], sys.argv[2], sys.argv[3] == "yes"
-with open(database + "-writelock", "a") as lock_file:
-    if take_the_lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-    print("ready", flush=True)
-    sys.stdin.readline()
-    db = sqlite3.connect(database, isolation_level=None, timeout=60)
-    db.execute("BEGIN IMMEDIATE")
-    db.execute("INSERT INTO entry (name) VALUES (?)", (name,))
-    db.execute("COMMIT")
-    db.close()
-"""
-# Another process's writer that queues for the lock file: says "queueing", waits for the
-# lock, writes `name`, and exits (which lets go of the lock).
-QUEUEING_PROCESS = """
-import fcntl, sqlite3, sys
-database, name = sys.argv[1], sys.argv[2]
-with open(database + "-writelock", "a") as lock_file:
-    print("queueing", flush=True)
-    fcntl.flock(lock_file, fcntl.LOCK_EX)
-    db = sqlite3.connect(database, isolation_level=None, timeout=60)
-    db.execute("BEGIN IMMEDIATE")
-    db.execute("INSERT INTO entry (name) VALUES (?)", (name,))
-    db.execute("COMMIT")
-    db.close()
-"""
-# Another process that only looks: is the lock file taken?
-LOCK_FILE_PROBE = """
-import fcntl, sys
-with open(sys.argv[1] + "-writelock", "a") as lock_file:
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print("taken")
-    else:
-        print("free")
-"""
-# A bound on a subprocess's run, not a speed check.
-OTHER_PROCESS_TIMEOUT_SECONDS = 30
-
-
-class OtherProcess:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    @classmethod
-    async def start(cls, engine: AsyncEngine, name: str, *, lock_file: bool) -> "OtherProcess":
-        database = engine.url.database
-        assert database is not None
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", OTHER_PROCESS, database, name, "yes" if lock_file else "no",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert process.stdout is not None
-        ready = await asyncio.wait_for(process.stdout.readline(), OTHER_PROCESS_TIMEOUT_SECONDS)
-        assert ready == b"ready\n"
-        return cls(process)
-
-    async def write_and_exit(self) -> None:
-        await asyncio.wait_for(self.process.communicate(b"go\n"), OTHER_PROCESS_TIMEOUT_SECONDS)
-        assert self.process.returncode == 0
-
-
-async def lock_file_state(engine: AsyncEngine) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", LOCK_FILE_PROBE, str(engine.url.database),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), OTHER_PROCESS_TIMEOUT_SECONDS)
-    return out.decode().strip()
-
-
-def wait_until_blocked_on_a_file_lock(pid: int) -> None:
-    """Until process `pid` waits for an flock (Linux: its "->" line in /proc/locks)."""
-    deadline = time.monotonic() + OTHER_PROCESS_TIMEOUT_SECONDS  # a bound, not a speed check
-    while time.monotonic() < deadline:
-        for line in Path("/proc/locks").read_text().splitlines():
-            fields = line.split()
-            if fields[1:5] == ["->", "FLOCK", "ADVISORY", "WRITE"] and fields[5] == str(pid):
-                return
-        time.sleep(0.01)
-    raise AssertionError(f"process {pid} never waited for the lock file")
-
-
 class TestOtherProcesses:
-    async def test_a_process_keeps_the_lock_file_for_a_streak_then_lets_others_in(
-        self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
-    ) -> None:
-        # A hand-over between processes costs more than one within a process: the lock file
-        # passes from writer to writer of the process while they queue, MAX_STREAK
-        # transactions at most; then a process waiting for it goes first.
-        assert MAX_STREAK == 4
-        arrivals = Arrivals(engine)
-        holder = Holder(factory)
-        await holder.holding.wait()
-        names = [f"writer_{n}" for n in range(6)]
-        writers = [as_writer(name, lambda name=name: write_entry(factory, name)) for name in names]
-        await arrivals.wait_for(1 + len(names))
-        other = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", QUEUEING_PROCESS, str(engine.url.database), "other process",
-            stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert other.stdout is not None
-        assert await other.stdout.readline() == b"queueing\n"
-        await asyncio.to_thread(wait_until_blocked_on_a_file_lock, other.pid)
-
-        holder.finish.set()
-        await asyncio.gather(holder.task, *writers)
-        await asyncio.wait_for(other.wait(), OTHER_PROCESS_TIMEOUT_SECONDS)
-
-        queued = arrivals.names[1:]
-        assert await entries(factory) == ["holder", *queued[:3], "other process", *queued[3:]]
-
-    async def test_a_writer_holds_the_lock_file_for_its_transaction(
-        self, factory: async_sessionmaker[AsyncSession], engine: AsyncEngine
-    ) -> None:
-        holder = Holder(factory)
-        await holder.holding.wait()
-        assert await lock_file_state(engine) == "taken"
-
-        holder.finish.set()
-        await holder.task
-        assert await lock_file_state(engine) == "free"
-
-    async def test_a_writer_waits_for_the_turn_another_process_holds(
-        self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
-    ) -> None:
-        # The other process holds the lock file but has not begun: this process's writer,
-        # arrived first, waits for the lock file, not in SQLite's busy handler, so the
-        # other process finds the write lock free and commits first.
-        arrivals = Arrivals(engine)
-        other = await OtherProcess.start(engine, "other process", lock_file=True)
-        ours = as_writer("ours", lambda: write_entry(factory, "ours"))
-        await arrivals.wait_for(1)
-
-        await other.write_and_exit()
-        await ours
-
-        assert await entries(factory) == ["other process", "ours"]
-
-    async def test_a_writer_that_gives_up_on_the_lock_file_leaves_it_free(
-        self, tmp_path: Path
-    ) -> None:
-        engine = sqlite_engine(tmp_path / "gives-up.db", busy_timeout_ms=50)
-        factory = create_session_factory(engine)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    text("CREATE TABLE entry (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)")
-                )
-            holder = await OtherProcess.start(engine, "holder", lock_file=True)
-            with pytest.raises(OperationalError) as caught:
-                await write_entry(factory, "refused")
-            # Its waiting thread gets the lock once the holder exits, and lets go of it at
-            # once: a third process can take it (it would wait forever otherwise).
-            await holder.write_and_exit()
-            third = await OtherProcess.start(engine, "third", lock_file=True)
-            await third.write_and_exit()
-            await write_entry(factory, "ours")
-            assert await entries(factory) == ["holder", "third", "ours"]
-        finally:
-            await engine.dispose()
-        assert "database is locked" in str(caught.value)
-        assert is_database_unavailable(caught.value)
-
-    async def test_a_process_without_the_lock_file_meets_the_busy_timeout(
-        self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
-    ) -> None:
-        # The sqlite3 shell and other tools take no lock file: SQLite's busy handler makes
-        # this process's writer wait for their transaction, as before.
-        async with engine.connect() as connection:
-            await connection.execution_options(sqlite_begin_mode="IMMEDIATE")
-            await connection.execute(text("INSERT INTO entry (name) VALUES ('first')"))
-            tool = await OtherProcess.start(engine, "tool", lock_file=False)
-            tool_writing = asyncio.create_task(tool.write_and_exit())
-            await connection.commit()  # the tool's BEGIN IMMEDIATE waits in the busy handler
-        await tool_writing
-        await write_entry(factory, "ours")
-        assert await entries(factory) == ["first", "tool", "ours"]
-
     async def test_another_process_still_waits_out_the_busy_timeout(
         self, engine: AsyncEngine, factory: async_sessionmaker[AsyncSession]
     ) -> None:
         # Another engine on the file stands for another process (a second worker, the CLI):
-        # it has its own queue and waits for the lock file at most the busy timeout.
+        # it has its own queue, and SQLite's busy timeout rules between the two.
         assert engine.url.database is not None
         other = sqlite_engine(Path(engine.url.database), busy_timeout_ms=50)
         try:
