@@ -268,6 +268,7 @@ async def test_two_workers_racing_on_the_same_deliveries_send_each_once(
         assert delivery_results(worker), f"{worker.log_path.name} ran no job:\n{worker.output()}"
 
 
+@pytest.mark.database_agnostic  # the broker's (or the pool's) behaviour: once
 async def test_a_worker_survives_losing_the_broker_in_the_middle_of_a_job(
     scratch_database_url: str, tmp_path: Path
 ) -> None:
@@ -319,6 +320,7 @@ async def test_a_worker_survives_losing_the_broker_in_the_middle_of_a_job(
     assert all(row["attempts"] == 1 for row in rows.values()), rows
 
 
+@pytest.mark.database_agnostic  # the broker's (or the pool's) behaviour: once
 async def test_the_worker_serves_the_delivery_counts_of_its_pool(
     scratch_database_url: str, tmp_path: Path, broker: Broker, sink: SmtpSink
 ) -> None:
@@ -388,6 +390,7 @@ async def test_beat_schedules_reminders_and_their_emails(
     assert len(re.findall(BEAT_SENT, beat.output())) >= 4, beat.output()
 
 
+@pytest.mark.database_agnostic  # the broker's (or the pool's) behaviour: once
 async def test_with_the_broker_down_requests_still_succeed_and_health_is_degraded(
     scratch_database_url: str, tmp_path: Path, sink: SmtpSink, silent_port: int
 ) -> None:
