@@ -5,7 +5,7 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -237,7 +237,7 @@ class _OneTripCursor:
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> "_OneTripCursor":
-        outcome = await self._connection.run(_run_many, sql, parameters)
+        outcome = await self._connection.run(partial(_run, many=True), sql, parameters)
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
@@ -260,20 +260,17 @@ class _OneTripCursor:
 _Outcome = tuple[Any, int, int | None, list[Any]]
 
 
-def _run(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
-    """In the connection's thread: the statement, its rows, and what the cursor knew."""
+def _run(
+    connection: sqlite3.Connection, sql: str, parameters: Any, *, many: bool = False
+) -> _Outcome:
+    """In the connection's thread: the statement (once, or per set of `parameters` with
+    `many`), its rows, and what the cursor knew."""
     cursor = connection.cursor()
     try:
-        cursor.execute(sql, parameters)
-        return _outcome(cursor)
-    finally:
-        cursor.close()
-
-
-def _run_many(connection: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> _Outcome:
-    cursor = connection.cursor()
-    try:
-        cursor.executemany(sql, parameters)
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
         return _outcome(cursor)
     finally:
         cursor.close()
